@@ -83,6 +83,50 @@ def test_a_cache_can_be_reused_to_branch():
     assert torch.equal(prefix.keys, keys)
 
 
+def test_in_place_store_equals_concatenation_and_branches_safely():
+    """Outside autograd the cache is a view of a preallocated store appended in place; it must give
+    the concatenating cache's results (to rounding: SDPA on a strided view; across store growth:
+    > 64 slots), append without
+    copying while there is room, and keep every state a caller holds unchanged when two
+    continuations branch from one state."""
+    from hippos.layers.attention import KVStore
+
+    layer = make(pos="learned", max_len=200)
+    u = torch.randn(2, 150, 8, dtype=F64)
+    ref_y, ref_state = [], layer.default_state(2)  # with grad: the concatenating path
+    for t in range(150):
+        y_t, ref_state = layer.step(u[:, t], ref_state)
+        ref_y.append(y_t)
+    assert ref_state.store is None
+    with torch.no_grad():
+        _, state = layer(u[:, :5], return_state=True)  # prefill into a store
+        ys, stores = [], []
+        for t in range(5, 150):
+            y_t, state = layer.step(u[:, t], state)
+            ys.append(y_t)
+            stores.append(state.store)
+        assert isinstance(state.store, KVStore) and state.length == 150 and state.store.filled == 150
+        assert len({id(st) for st in stores}) <= 3  # a handful of growths, not one copy per token
+        torch.testing.assert_close(torch.stack(ys, 1), torch.stack(ref_y[5:], 1).detach(), rtol=1e-12, atol=1e-13)
+        torch.testing.assert_close(state.keys, ref_state.keys.detach(), rtol=1e-12, atol=1e-13)
+
+        # branching: A -> B (in place, A's store is B's), then A -> C must copy and leave B intact
+        _, a = layer(u[:, :10], return_state=True)
+        a_keys = a.keys.clone()
+        yb, b = layer.step(u[:, 10], a)
+        assert b.store is a.store
+        b_keys = b.keys.clone()
+        other = torch.randn(2, 8, dtype=F64)
+        _, c = layer.step(other, a)
+        assert c.store is not a.store
+        assert torch.equal(a.keys, a_keys) and torch.equal(b.keys, b_keys)  # nothing a caller holds changed
+        yb2, _ = layer.step(u[:, 11], b)  # B continues correctly after the branch
+        _, full = layer(torch.cat([u[:, :10], other[:, None]], 1), return_state=True)
+        torch.testing.assert_close(c.keys, full.keys, rtol=0, atol=1e-14)
+        ref = layer(u[:, :12])[0]
+        torch.testing.assert_close(torch.stack([yb, yb2], 1), ref[:, 10:12], rtol=1e-12, atol=1e-12)
+
+
 def test_causal_and_positions_matter():
     layer = make(pos="none")
     u = torch.randn(1, 12, 8, dtype=F64)

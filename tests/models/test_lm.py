@@ -108,7 +108,7 @@ def test_greedy_generate_equals_argmax_of_full_forwards(name):
 def test_ssm_state_does_not_grow(name):
     m = make(name)
     _, state = m.prefill(torch.randint(0, V, (2, 5)))
-    shapes = [tuple(t.shape for t in s) for s in state]
+    shapes = [tuple(t.shape for t in s if torch.is_tensor(t)) for s in state]
     params = m.setup_step()
     for _ in range(20):
         _, state = m.step(torch.randint(0, V, (2,)), state, params)
@@ -116,7 +116,7 @@ def test_ssm_state_does_not_grow(name):
         if kind == "attention":
             assert isinstance(s, KVCache) and s.length == 25
         else:
-            assert tuple(t.shape for t in s) == before
+            assert tuple(t.shape for t in s if torch.is_tensor(t)) == before
 
 
 def test_sampling_seed_top_k_top_p():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 
@@ -13,6 +14,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from hippos.cli import main
+from hippos.models.lm import make_mixer
 from hippos.models.lm_config import LMConfig
 from hippos.train import checkpoint as ckpt_io
 from hippos.train import config as C
@@ -128,6 +130,9 @@ def test_lm_task_defaults_follow_the_h3_setups():
         assert (cfg.data.vocab_size, cfg.data.seq_len, cfg.data.n_train, cfg.data.n_test) == (vocab, seq_len, 5000, 500)
     s4d = C.apply_overrides(default_config("ar"), [("model.mixer", "s4d")]).model
     assert s4d.ssm_options() == ("inv", "zoh")
+    # the paper's S4D baseline (safari's standalone S4D, postact=None): SSM -> GELU -> Linear, no GLU gate
+    mixer = make_mixer(dataclasses.replace(s4d, vocab_size=12), "s4d")
+    assert not mixer.glu and mixer.output.out_features == s4d.d_model
 
 
 def test_model_section_is_typed_by_the_task(tmp_path):

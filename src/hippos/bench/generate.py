@@ -29,11 +29,12 @@ Memory: the generation state at the end (bytes of the KV caches and of the SSM s
 the tensors) and the process's extra peak resident set over the warm-up and the timed calls
 (above the resident set once the model and prompt exist; the prefill's activations set it).
 
-**Allocator.** Every step allocates new tensors of the state's size (the KV cache grows by
-concatenation, the SSM state is not updated in place). With glibc's defaults each allocation over
-the mmap threshold is a fresh mapping whose page faults can dominate a CPU step; ``allocator=
-"cached"`` (the default) keeps freed memory in the heap (``mallopt``), as PyTorch's GPU caching
-allocator does for the paper's numbers. ``"system"`` leaves glibc's defaults.
+**Allocator.** Every step allocates new tensors of the SSM state's size (it is not updated in
+place; the KV caches are appended in place in their preallocated stores, which grow now and
+then). With glibc's defaults each allocation over the mmap threshold is a fresh mapping whose
+page faults can dominate a CPU step; ``allocator="cached"`` (the default) keeps freed memory in
+the heap (``mallopt``), as PyTorch's GPU caching allocator does for the paper's numbers.
+``"system"`` leaves glibc's defaults.
 """
 
 from __future__ import annotations
@@ -159,12 +160,16 @@ def _keep_freed_memory() -> bool:
 
 
 def state_bytes(state) -> dict:
-    """Bytes of a LanguageModel state: ``{"kv_cache": …, "ssm": …}`` (KV caches vs SSM states)."""
+    """Bytes of a LanguageModel state: ``{"kv_cache": …, "ssm": …}`` (KV caches, with their stores'
+    spare room, vs SSM states)."""
     from hippos.layers.attention import KVCache
 
     out = {"kv_cache": 0, "ssm": 0}
     for s in state:
         key = "kv_cache" if isinstance(s, KVCache) else "ssm"
+        if key == "kv_cache" and s.store is not None:  # the preallocated store, room included
+            out[key] += sum(t.numel() * t.element_size() for t in (s.store.keys, s.store.values))
+            continue
         tensors = s if isinstance(s, tuple) else (s,)
         out[key] += sum(t.numel() * t.element_size() for t in tensors if torch.is_tensor(t))
     return out
@@ -268,11 +273,25 @@ class _Timer:
 
 def _state_at(model, batch: int, context: int) -> list:
     """A state after ``context`` tokens without running them: SSM states from ``default_state``
-    (their size is fixed) and KV caches of random keys and values of length ``context``."""
-    from hippos.layers.attention import KVCache
+    (their size is fixed) and KV caches of random keys and values of length ``context``, in stores
+    with room to append (as after a prefill)."""
+    from hippos.layers.attention import KVCache, KVStore
 
-    state = model.default_state(batch)
-    return [KVCache(torch.randn(*s.keys.shape[:2], context, s.keys.shape[-1]), torch.randn(*s.keys.shape[:2], context, s.keys.shape[-1])) if isinstance(s, KVCache) else s for s in state]
+    def cache(s: KVCache) -> KVCache:
+        B, nh, _, dh = s.keys.shape
+        store = KVStore(torch.randn(B, nh, context + 64, dh), torch.randn(B, nh, context + 64, dh), context)
+        return KVCache(store.keys[:, :, :context], store.values[:, :, :context], store)
+
+    return [cache(s) if isinstance(s, KVCache) else s for s in model.default_state(batch)]
+
+
+def _rewind(state: list, context: int) -> list:
+    """Make ``state`` (from :func:`_state_at`) the newest cache of its stores again, so the next
+    step appends in place, as every decode step of a generation does."""
+    for s in state:
+        if getattr(s, "store", None) is not None:
+            s.store.filled = context
+    return state
 
 
 def profile_step(job: dict, steps: int = 8, top: int = 10) -> dict:
@@ -298,10 +317,10 @@ def profile_step(job: dict, steps: int = 8, top: int = 10) -> dict:
     with torch.no_grad():
         params = model.setup_step()
         for _ in range(2):  # warm-up
-            model.step(token, state, params)
+            model.step(token, _rewind(state, context), params)
         t0 = time.perf_counter()
         for _ in range(steps):  # the state passed is the same each time: every step sees `context` tokens
-            model.step(token, state, params)
+            model.step(token, _rewind(state, context), params)
         wall = (time.perf_counter() - t0) / steps
         timer = _Timer()
         for block, kind in zip(model.blocks, model.cfg.layer_mixers()):
@@ -309,13 +328,13 @@ def profile_step(job: dict, steps: int = 8, top: int = 10) -> dict:
             timer.wrap(block.mlp, "forward", "mlp")
         t0 = time.perf_counter()
         for _ in range(steps):
-            model.step(token, state, params)
+            model.step(token, _rewind(state, context), params)
         wall_wrapped = (time.perf_counter() - t0) / steps
         parts = {k: 1000 * v / steps for k, v in sorted(timer.seconds.items())}
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             t0 = time.perf_counter()
             for _ in range(steps):
-                model.step(token, state, params)
+                model.step(token, _rewind(state, context), params)
             wall_profiled = (time.perf_counter() - t0) / steps
     events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
     aten_ms = sum(e.self_cpu_time_total for e in events) / 1000 / steps

@@ -64,9 +64,13 @@ def _synthetic_defaults(task: str, vocab_size: int, seq_len: int, epochs: int, s
         min_lr_ratio=0.0, grad_clip=0.0, log_every=50, num_threads=1,
     )
     cfg.data = SyntheticDataConfig(vocab_size=vocab_size, seq_len=seq_len)
+    # s4_output="linear": the paper's S4D baseline is safari's standalone S4D layer, whose output map
+    # is a plain linear layer (postact=None): SSM -> GELU -> Linear, no GLU gate. A GLU gate is a
+    # multiplicative interaction, the very thing H3 adds; with it our 2-layer S4D solves induction
+    # head (100%, see docs/synthetics.md).
     cfg.model = LMConfig(
         vocab_size=0, d_model=32, n_layers=2, mixer="h3", d_state=64, head_dim=1, mlp_expand=4, embed_dropout=0.1,
-        dropout=0.0, n_heads=1, attn_pos="learned", max_len=None,
+        dropout=0.0, n_heads=1, attn_pos="learned", max_len=None, s4_output="linear",
     )
     return cfg
 

@@ -443,6 +443,7 @@ def _train(cfg: TrainConfig, objective, device, resume: bool, force: bool, progr
         "best_val_acc": state["best_val_acc"],
         "best_step": state["best_step"],
         "train_time_s": round(state["elapsed_s"], 1),
+        "n_params": n_params,
     }
     if objective.metric == "bpc" and state["best_val_loss"] is not None:
         results["best_val_bpc"] = objective.summary(state["best_val_loss"], 0.0)["bpc"]
