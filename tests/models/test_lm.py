@@ -74,6 +74,7 @@ def test_chunked_prefill_equals_one_pass(name):
     m = make(name)
     prompt = torch.randint(0, V, (2, 19))
     last, state = m.prefill(prompt)
+    close(last, m(prompt)[0][:, -1])  # the head at the last position only, same logits
     for chunk in (1, 4, 7):
         last_c, state_c = m.prefill(prompt, chunk=chunk)
         close(last_c, last)
@@ -141,6 +142,10 @@ def test_generate_turns_dropout_off_and_restores_the_mode():
     prompt = torch.randint(0, V, (2, 5))
     out = m.generate(prompt, 6, temperature=0)
     assert m.training
+    m.blocks[0].eval()  # mixed flags come back as they were, module by module
+    flags = [x.training for x in m.modules()]
+    assert torch.equal(m.generate(prompt, 6, temperature=0), out)
+    assert [x.training for x in m.modules()] == flags
     m.eval()
     assert torch.equal(out, greedy_by_full_forwards(m, prompt, 6))
     assert torch.equal(m.generate(prompt, 0), prompt)

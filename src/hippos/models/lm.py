@@ -100,13 +100,15 @@ def sample_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | N
 @contextlib.contextmanager
 def _inference(module: nn.Module):
     """No gradients and no dropout for the duration of one call; the training flag is restored."""
-    was_training = module.training
-    module.eval()
+    was_training = [m for m in module.modules() if m.training]
+    for m in was_training:  # only the modules in training mode are switched (a no-op in eval)
+        m.training = False
     try:
         with torch.no_grad():
             yield
     finally:
-        module.train(was_training)
+        for m in was_training:
+            m.training = True
 
 
 class LanguageModel(nn.Module):
@@ -153,6 +155,11 @@ class LanguageModel(nn.Module):
         returned when a state is passed or ``return_state`` is set, else None.
         """
         self._check_tokens(tokens, 2, "LanguageModel.forward")
+        h, next_states = self._hidden(tokens, state, return_state)
+        return self._logits(h), next_states
+
+    def _hidden(self, tokens: torch.Tensor, state: list | None, return_state: bool):
+        """The blocks' output before the final norm and head: ``(h: r(B L d), next_state)``."""
         states = [None] * len(self.blocks) if state is None else self._check_state(state)
         h = self.embed_dropout(self.embedding(tokens.long()))
         next_states = []
@@ -160,7 +167,7 @@ class LanguageModel(nn.Module):
             h, ns = block(h, state=s, return_state=return_state)
             next_states.append(ns)
         keep = state is not None or return_state
-        return self._logits(h), (next_states if keep else None)
+        return h, (next_states if keep else None)
 
     # ------------------------------------------------------------------ recurrent view
     def default_state(self, batch_size: int) -> list:
@@ -193,9 +200,9 @@ class LanguageModel(nn.Module):
         if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
             raise ValueError(f"prefill_chunk must be None or an integer >= 1, got {chunk!r}")
         chunk = L0 if chunk is None else chunk
-        for a in range(0, L0, chunk):
-            logits, state = self(prompt[:, a : a + chunk], state=state, return_state=True)
-        return logits[:, -1], state
+        for a in range(0, L0, chunk):  # the head only at the very last position: (B d) -> (B V)
+            h, state = self._hidden(prompt[:, a : a + chunk], state, return_state=True)
+        return self._logits(h[:, -1]), state
 
     def generate_stream(
         self,
@@ -214,7 +221,7 @@ class LanguageModel(nn.Module):
         SSM state has a fixed size (attention layers' caches grow by one key and value).
         Sampling: :func:`sample_logits` (``temperature=0`` or ``top_k=1``: greedy); ``seed``
         fixes a private generator (the global RNG is untouched). Dropout is off and no graph
-        is built; the model's training flag is restored between tokens.
+        is built; the modules' training flags are restored between tokens.
         """
         self._check_generate_args(prompt, max_new_tokens, temperature, top_k, top_p, prefill_chunk)
         generator = None if seed is None else torch.Generator(device=prompt.device).manual_seed(seed)
