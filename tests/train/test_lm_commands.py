@@ -154,3 +154,21 @@ def test_synthetics_writes_the_table_and_resumes(tmp_path, capsys):
         main(["synthetics", "--models", "h3,gss"])
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and "--models" in err[0]
+
+
+def test_synthetics_jobs_run_at_once_with_the_same_results(tmp_path, capsys):
+    tiny = ["--tasks", "ar", "--models", "h3,attention", "--max-epochs", "1", "--n-train", "64", "--n-test", "32",
+            "--no-progress"]
+    assert main(["synthetics", *tiny, "--jobs", "2", "--out-dir", str(tmp_path / "par")]) == 0
+    assert main(["synthetics", *tiny, "--out-dir", str(tmp_path / "seq")]) == 0
+    text = capsys.readouterr().out
+    assert "(2 runs at once)" in text
+    par, seq = (json.loads((tmp_path / d / "synthetics.json").read_text())["runs"] for d in ("par", "seq"))
+    assert [(r["task"], r["model"]) for r in par] == [("ar", "h3"), ("ar", "attention")]  # table order, not finish order
+    assert [r["test_acc"] for r in par] == [r["test_acc"] for r in seq]
+    log = (tmp_path / "par" / "synthetics.log").read_text()
+    assert "[ar-h3] == fresh" in log and "[ar-attention] == fresh" in log
+    with pytest.raises(SystemExit) as e:  # argparse's own one-line error
+        main(["synthetics", *tiny, "--jobs", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "--jobs" in err[0]

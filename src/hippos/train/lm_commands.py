@@ -55,7 +55,7 @@ def run_synthetics_command(args: argparse.Namespace) -> int:
     run_synthetics(
         args.tasks, args.models, args.out_dir, progress=progress, echo=echo, epochs_scale=args.epochs_scale,
         max_epochs=args.max_epochs, n_train=args.n_train, n_test=args.n_test, seed=args.seed, device=args.device,
-        num_threads=args.num_threads,
+        num_threads=args.num_threads, jobs=args.jobs,
     )
     return 0
 
@@ -170,6 +170,8 @@ def add_parser(subparsers) -> None:
     s.add_argument("--seed", metavar="S", type=nonneg_int, default=0, help="training seed (default: 0)")
     s.add_argument("--device", metavar="DEV", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
     s.add_argument("--num-threads", metavar="N", type=nonneg_int, default=None, help="torch CPU threads (default: the tasks' 1; 0: torch's default)")
+    s.add_argument("--jobs", metavar="N", type=positive_int, default=1,
+                   help="train N runs at once, one process each (default: 1; 2 on a 2-core machine halves the wall time)")
     s.add_argument("--no-progress", action="store_true", help="no progress bars (one line per run)")
     s.set_defaults(func=run_synthetics_command)
 

@@ -110,59 +110,74 @@ def _bar(total: int, initial: int, desc: str, enabled: bool):
     return tqdm(total=total, initial=initial, desc=desc, unit="epoch", dynamic_ncols=True, file=sys.stderr, leave=True)
 
 
+def _train_cell(cfg, plan: str, log_path: str, on_epoch=None) -> dict:
+    """Train (or resume) one cell; the trainer's lines are appended to ``log_path``. Module-level
+    so that a worker process (``jobs > 1``) can run it."""
+    from hippos.train.loop import train
+
+    with open(log_path, "a") as logf:
+        def log(msg: str) -> None:
+            logf.write(f"[{Path(cfg.out_dir).name}] {msg}\n")
+            logf.flush()
+
+        log(f"== {plan}")
+        return train(cfg, resume=plan == "resume", force=plan == "restart", progress=False, log=log, on_epoch=on_epoch)
+
+
 def run_synthetics(tasks=("ar", "ih"), models=MODELS, out_dir: str | os.PathLike = "runs/synthetics", *,
-                   progress: bool = True, echo=print, **options) -> dict:
+                   progress: bool = True, echo=print, jobs: int = 1, **options) -> dict:
     """Train (or resume, or skip) every ``(task, model)`` run, then write and return the table.
 
     ``options`` go to :func:`synthetic_config`. ``echo(line)`` receives one line per run and
-    the table; the trainer's own lines go to ``<out_dir>/synthetics.log``. Returns the summary
-    written to ``synthetics.json``.
+    the table; the trainer's own lines go to ``<out_dir>/synthetics.log``. ``jobs > 1`` trains
+    that many runs at once, each in its own process (with the tasks' one thread each, a 2-core
+    machine runs two; per-run progress bars are then replaced by one line per finished run).
+    The results do not depend on ``jobs``. Returns the summary written to ``synthetics.json``.
     """
-    from hippos.train.loop import train
-
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     out_dir = Path(out_dir)
     cfgs = [synthetic_config(t, m, out_dir, **options) for t in tasks for m in models]
     plans = [plan_run(c) for c in cfgs]  # every conflict is found before anything runs
     out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = str(out_dir / LOG)
     t0 = time.perf_counter()
-    runs = []
-    with open(out_dir / LOG, "a") as logf:
-        def log(msg: str) -> None:
-            logf.write(msg + "\n")
-            logf.flush()
+    results: dict[int, dict] = {}
 
-        for cfg, plan in zip(cfgs, plans):
-            name = Path(cfg.out_dir).name
-            log(f"== {name}: {plan}")
-            if plan == "done":
-                results = json.loads((Path(cfg.out_dir) / "results.json").read_text())
-            else:
-                done = 0
-                if plan == "resume":
-                    state = json.loads((ckpt_io.find_checkpoint(cfg.out_dir) / ckpt_io.STATE).read_text())
-                    done = state["epoch"]
-                bar = _bar(cfg.epochs, done, name, progress)
+    def report(i: int) -> None:
+        run = _run_summary(cfgs[i], results[i])
+        echo(f"{Path(cfgs[i].out_dir).name}: test acc {run['test_acc']:.1f}% (best epoch {run['test_acc_best_val']:.1f}%), "
+             f"{run['epochs']} epoch{'s' if run['epochs'] != 1 else ''}, {run['train_time_s']:.0f} s ({run['s_per_epoch']:.2f} s/epoch)"
+             + (" [already done]" if plans[i] == "done" else ""))
 
-                def on_epoch(info, bar=bar):
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix(val_acc=f"{100 * info['val']['acc']:.1f}%", loss=f"{info['train']['loss']:.3f}")
+    todo = []
+    for i, (cfg, plan) in enumerate(zip(cfgs, plans)):
+        if plan == "done":
+            results[i] = json.loads((Path(cfg.out_dir) / "results.json").read_text())
+            report(i)
+        else:
+            todo.append(i)
+    if jobs == 1 or len(todo) <= 1:
+        for i in todo:
+            results[i] = _train_with_bar(cfgs[i], plans[i], log_path, progress)
+            report(i)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
-                try:
-                    results = train(cfg, resume=plan == "resume", force=plan == "restart", progress=False, log=log,
-                                    on_epoch=on_epoch)
-                finally:
-                    if bar is not None:
-                        bar.close()
-            run = _run_summary(cfg, results)
-            runs.append(run)
-            echo(f"{name}: test acc {run['test_acc']:.1f}% (best epoch {run['test_acc_best_val']:.1f}%), "
-                 f"{run['epochs']} epoch{'s' if run['epochs'] != 1 else ''}, {run['train_time_s']:.0f} s ({run['s_per_epoch']:.2f} s/epoch)"
-                 + (" [already done]" if plan == "done" else ""))
+        # spawn, not fork: a forked child of a process whose OpenMP pool is running can hang
+        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_train_cell, cfgs[i], plans[i], log_path): i for i in todo}
+            for fut in as_completed(futures):
+                i = futures[fut]
+                results[i] = fut.result()
+                report(i)
+    runs = [_run_summary(cfgs[i], results[i]) for i in range(len(cfgs))]
     summary = {
         "setup": {"tasks": list(tasks), "models": list(models), **{k: v for k, v in options.items()}},
         "paper": PAPER,
         "runs": runs,
+        "jobs": jobs,
         "wall_time_s": round(time.perf_counter() - t0, 1),
         "train_time_s": round(sum(r["train_time_s"] for r in runs), 1),
     }
@@ -171,6 +186,26 @@ def run_synthetics(tasks=("ar", "ih"), models=MODELS, out_dir: str | os.PathLike
     (out_dir / SUMMARY_MD).write_text(md)
     echo(md)
     return summary
+
+
+def _train_with_bar(cfg, plan: str, log_path: str, progress: bool) -> dict:
+    """One cell in this process, with an epoch progress bar."""
+    done = 0
+    if plan == "resume":
+        state = json.loads((ckpt_io.find_checkpoint(cfg.out_dir) / ckpt_io.STATE).read_text())
+        done = state["epoch"]
+    bar = _bar(cfg.epochs, done, Path(cfg.out_dir).name, progress)
+
+    def on_epoch(info):
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(val_acc=f"{100 * info['val']['acc']:.1f}%", loss=f"{info['train']['loss']:.3f}")
+
+    try:
+        return _train_cell(cfg, plan, log_path, on_epoch)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _run_summary(cfg, results: dict) -> dict:
@@ -231,6 +266,7 @@ def table_markdown(summary: dict) -> str:
     lines += [
         "",
         f"Total training time {summary['train_time_s']:.0f} s; this invocation's wall time {summary['wall_time_s']:.0f} s"
+        + (f" ({summary['jobs']} runs at once)" if summary.get("jobs", 1) > 1 else "")
         + (f"; options: {opts}" if opts else "") + ".",
         "The test split is also the validation split (the reference has none), so \"best epoch\" is selected on test.",
         "",
