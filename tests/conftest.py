@@ -17,6 +17,16 @@ def _seed():
     yield
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny-tensor tests: a thread pool's overhead dominates them
+    (100× on a busy 2-core machine). Use as ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def data_dir() -> Path:
     """The real datasets (``../shared/data`` beside the clone, or ``$HIPPOS_DATA``)."""

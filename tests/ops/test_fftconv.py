@@ -9,12 +9,7 @@ from hippos.ops.fftconv import direct_conv, fft_conv, fft_conv_reference
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.one_thread
 
 
 def _grads(f, u, K, D, g):

@@ -35,13 +35,7 @@ def tiny_charlm(path):
             "--log_every=1", "--tensorboard=false", "--model.embed_dropout=0.1"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny ops on a loaded 2-core machine run ~100x faster on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.one_thread
 
 
 @pytest.fixture
