@@ -143,9 +143,10 @@ def run_synthetics(tasks=("ar", "ih"), models=MODELS, out_dir: str | os.PathLike
     log_path = str(out_dir / LOG)
     t0 = time.perf_counter()
     results: dict[int, dict] = {}
+    runs_by_index: dict[int, dict] = {}  # summaries, made once per run (each builds the model to count it)
 
     def report(i: int) -> None:
-        run = _run_summary(cfgs[i], results[i])
+        run = runs_by_index[i] = _run_summary(cfgs[i], results[i])
         echo(f"{Path(cfgs[i].out_dir).name}: test acc {run['test_acc']:.1f}% (best epoch {run['test_acc_best_val']:.1f}%), "
              f"{run['epochs']} epoch{'s' if run['epochs'] != 1 else ''}, {run['train_time_s']:.0f} s ({run['s_per_epoch']:.2f} s/epoch)"
              + (" [already done]" if plans[i] == "done" else ""))
@@ -172,7 +173,7 @@ def run_synthetics(tasks=("ar", "ih"), models=MODELS, out_dir: str | os.PathLike
                 i = futures[fut]
                 results[i] = fut.result()
                 report(i)
-    runs = [_run_summary(cfgs[i], results[i]) for i in range(len(cfgs))]
+    runs = [runs_by_index[i] for i in range(len(cfgs))]
     summary = {
         "setup": {"tasks": list(tasks), "models": list(models), **{k: v for k, v in options.items()}},
         "paper": PAPER,
