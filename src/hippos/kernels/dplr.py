@@ -18,7 +18,8 @@ conjugates; the system is real). Parameters: ``log(-Re Λ), Im Λ: r(H M)``; ``P
 * length: a longer kernel grows ``l_kernel`` by doubling, ``C̃_{2L} = C̃_L (I + Ā^L)`` (exact, no
   inverse); a shorter one is the longer one truncated; another rate re-bases
   ``C̃' = C̃ (I - Ā^{L_k})⁻¹ (I - Ā_r^{L})`` through dense N×N matrices (complex128).
-* step (O(N·R)): ``x' = (I - Δ/2·A)⁻¹ [(I + Δ/2·A) x + Δ B u]``, the inverse by Woodbury, in the
+* step (O(N·R)): ``x' = (I - Δ/2·A)⁻¹ [(I + Δ/2·A) x + Δ B u]``; with the inverse by Woodbury the
+  product collapses to ``Ā = E(1 + Δ/2·Λ) - Δ (E P S)(P* E)``, again diagonal plus rank R, applied in the
   halved basis: a full-basis inner product ``P* x`` of a conjugate-complete vector is
   ``2·Re(Σ_M conj(P) x)``, real, so every low-rank term is computed on M modes. Never
   diagonalizes A. ``C = C̃ (I - Ā^{L_k})⁻¹`` is solved once in :meth:`DPLRKernel.setup_step`.
@@ -199,30 +200,43 @@ class DPLRKernel(SSMKernel):
         return Lam * x - torch.einsum("rhm,...hr->...hm", P, Px.to(P.dtype))
 
     def setup_step(self, rate: float = 1.0) -> dict:
-        """Tensors of the O(N·R) bilinear step at ``Δ/rate`` (S4 Appendix C.2): ``E = (1 - Δ/2·Λ)⁻¹``,
-        ``S = (I + Δ/2·P* E P)⁻¹: r(H R R)`` (Woodbury), ``C = C̃ (I - Ā^{L_k})⁻¹``. Pure; cache it."""
+        """Tensors of the O(N·R) bilinear step at ``Δ/rate`` (S4 Appendix C.2). Pure; cache it.
+
+        With ``h = Δ/2``, ``E = (1 - hΛ)⁻¹`` and ``S = (I + h P* E P)⁻¹: r(H R R)``, Woodbury gives
+        ``(I - hA)⁻¹ = E - h E P S P* E``; multiplied by ``I + hA = (1 + hΛ) - h P P*`` and simplified
+        (``I - h S P*EP = S``, ``1 + E(1 + hΛ) = 2E``) the transition is itself diagonal plus rank R:
+        ``Ā = E(1 + hΛ) - 2h (E P S) (P* E)``, and ``B̄ = Δ (E - h E P S P* E) B``. Returned:
+        ``dA = E(1 + hΛ): c(H M)``, ``U = 2h E P S: c(R H M)``, ``W = conj(P) E: c(R H M)``,
+        ``dB = B̄: c(H M)``, ``C = C̃ (I - Ā^{L_k})⁻¹: c(H M)``. No N×N tensor.
+        """
         with self._no_autocast():
             Lam, P, B, Ct = self._params()
             dt = self.dt(rate)
             h = (dt / 2)[:, None]  # (H 1)
-            E = 1 / (1 - h * Lam)
-            PE = P * E  # (R H M)
-            G = 2 * torch.einsum("rhm,shm->hrs", P.conj(), PE).real  # P* E P, real: (H R R)
+            E = 1 / (1 - h * Lam)  # (H M)
+            W = P.conj() * E  # the rows P* E: (R H M)
+            G = 2 * torch.einsum("rhm,shm->hrs", W, P).real  # P* E P over N modes, real: (H R R)
             S = torch.linalg.inv(torch.eye(self.rank, dtype=G.dtype, device=G.device) + h[..., None] * G)
+            U = 2 * h * torch.einsum("shm,hsr->rhm", E * P, S.to(P.dtype))  # 2h E P S: (R H M)
+            EB = E * B  # (H M)
+            wB = 2 * torch.einsum("rhm,hm->hr", W, B).real  # P* E B: (H R)
+            dB = dt[:, None] * (EB - 0.5 * torch.einsum("rhm,hr->hm", U, wB.to(U.dtype)))
             C = self._C_full(*(t.to(_C128) for t in (Lam, P, B, Ct)))[..., : Lam.shape[-1]].to(Lam.dtype)
-            return {"Lambda": Lam, "P": P, "E": E, "PE": PE, "S": S, "h": h, "dB": dt[:, None] * B, "C": C}
+            return {"dA": E * (1 + h * Lam), "U": U, "W": W, "dB": dB, "C": C}
 
     def step(self, u_t: torch.Tensor, state: torch.Tensor, params: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x' = (I - Δ/2·A)⁻¹ [(I + Δ/2·A) x + Δ B u_t]``, ``y_t = 2·Re(C x')``: O(N·R).
-        ``u_t: r(B H)``, ``state: c(B H M)``."""
+        """``x' = Ā x + B̄ u_t`` with ``Ā = dA - U W`` (diagonal plus rank R, see :meth:`setup_step`),
+        ``y_t = 2·Re(C x')``: O(N·R). ``u_t: r(B H)``, ``state: c(B H M)``. ``W x`` is the full-basis
+        product ``P* E x_f = 2·Re Σ_M conj(P) E x``, a real R-vector."""
         u_t, x = self._check_step(u_t, state)
         p = params
         with self._no_autocast():
-            v = x + p["h"] * self._apply_A(p["Lambda"], p["P"], x) + p["dB"] * u_t[..., None]
-            Ev = p["E"] * v
-            w = 2 * torch.einsum("rhm,bhm->bhr", p["P"].conj(), Ev).real  # P* E v
-            t = torch.einsum("hrs,bhs->bhr", p["S"], w).to(Ev.dtype)
-            x = Ev - p["h"] * torch.einsum("rhm,bhr->bhm", p["PE"], t)
+            if self.rank == 1:  # elementwise only (LegS, LegT, LagT): fewer, cheaper kernels than einsum
+                w = 2 * (p["W"][0] * x).sum(-1, keepdim=True).real  # (B H 1)
+                x = p["dA"] * x - p["U"][0] * w + p["dB"] * u_t[..., None]
+            else:
+                w = 2 * torch.einsum("rhm,bhm->bhr", p["W"], x).real  # (B H R)
+                x = p["dA"] * x - torch.einsum("rhm,bhr->bhm", p["U"], w.to(x.dtype)) + p["dB"] * u_t[..., None]
             return 2 * (p["C"] * x).sum(-1).real, x
 
     # ---- state passing --------------------------------------------------------------------
