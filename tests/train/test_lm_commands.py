@@ -167,3 +167,33 @@ def test_synthetics_jobs_run_at_once_with_the_same_results(tmp_path, capsys):
         main(["synthetics", *tiny, "--jobs", "0"])
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and "--jobs" in err[0]
+
+
+def test_synthetics_seeds_one_run_each_and_the_table_gathers_them(tmp_path, capsys):
+    tiny = ["--tasks", "ar", "--models", "attention", "--max-epochs", "1", "--n-train", "64", "--n-test", "32",
+            "--no-progress", "--out-dir", str(tmp_path)]
+    assert main(["synthetics", *tiny, "--seeds", "0,1"]) == 0
+    first = json.loads((tmp_path / "synthetics.json").read_text())["runs"]
+    assert [(r["seed"], r["run_dir"]) for r in first] == [(0, str(tmp_path / "ar-attention")), (1, str(tmp_path / "ar-attention-seed1"))]
+    assert json.loads((tmp_path / "ar-attention-seed1" / "config.json").read_text())["seed"] == 1
+    w0, w1 = (load_lm_run(tmp_path / d)[0].state_dict() for d in ("ar-attention", "ar-attention-seed1"))
+    assert not torch.equal(w0["embedding.weight"], w1["embedding.weight"])  # another init
+    # a later invocation with another seed: the table shows the three, in seed order
+    capsys.readouterr()
+    assert main(["synthetics", *tiny, "--seed", "2"]) == 0
+    out = capsys.readouterr().out
+    runs = json.loads((tmp_path / "synthetics.json").read_text())["runs"]
+    assert [r["seed"] for r in runs] == [0, 1, 2] and runs[:2] == first
+    cell = " · ".join(f"{r['test_acc']:.1f}" for r in runs) + " (100.0)"
+    assert f"| Associative Recall | 25.0 | {cell} |" in out
+    assert "one per training seed, in seed order: Attention on Associative Recall: seeds 0, 1, 2 (mean" in out
+    # a seed run of another config in the same directory is not this table's
+    assert main(["synthetics", *tiny[:4], "--max-epochs", "2", *tiny[6:10], "--out-dir", str(tmp_path / "other"), "--seeds", "3"]) == 0
+    (tmp_path / "other" / "ar-attention-seed3").rename(tmp_path / "ar-attention-seed3")
+    assert main(["synthetics", *tiny]) == 0
+    assert [r["seed"] for r in json.loads((tmp_path / "synthetics.json").read_text())["runs"]] == [0, 1, 2]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(["synthetics", *tiny, "--seeds", "1,x"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "--seeds" in err[0]

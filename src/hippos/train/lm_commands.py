@@ -2,7 +2,7 @@
 
     hippos synthetics [--out-dir DIR] [--tasks ar,ih] [--models s4d,h3,attention]
                       [--epochs-scale F] [--max-epochs N] [--n-train N] [--n-test N]
-                      [--seed S] [--device DEV] [--num-threads N] [--no-progress]
+                      [--seeds LIST] [--device DEV] [--num-threads N] [--jobs N] [--no-progress]
     hippos generate RUN_DIR --prompt TEXT [--max-new-tokens N] [--temperature T]
                     [--top-k K] [--top-p P] [--seed S] [--prefill-chunk N]
                     [--weights last|best] [--device DEV] [--no-echo]
@@ -36,6 +36,17 @@ def _name_list(allowed: tuple[str, ...]):
     return parse
 
 
+def _seed_list(text: str) -> list[int]:
+    """An argparse type: comma-separated integers >= 0, duplicates dropped (``0,1,2``)."""
+    try:
+        seeds = [nonneg_int(t.strip()) for t in text.split(",") if t.strip()]
+    except (argparse.ArgumentTypeError, ValueError):
+        seeds = []
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0, got {text!r}")
+    return list(dict.fromkeys(seeds))
+
+
 # ----------------------------------------------------------------------------- synthetics
 
 
@@ -54,7 +65,7 @@ def run_synthetics_command(args: argparse.Namespace) -> int:
 
     run_synthetics(
         args.tasks, args.models, args.out_dir, progress=progress, echo=echo, epochs_scale=args.epochs_scale,
-        max_epochs=args.max_epochs, n_train=args.n_train, n_test=args.n_test, seed=args.seed, device=args.device,
+        max_epochs=args.max_epochs, n_train=args.n_train, n_test=args.n_test, seeds=args.seeds, device=args.device,
         num_threads=args.num_threads, jobs=args.jobs,
     )
     return 0
@@ -167,7 +178,9 @@ def add_parser(subparsers) -> None:
     s.add_argument("--max-epochs", metavar="N", type=positive_int, default=None, help="at most N epochs per run")
     s.add_argument("--n-train", metavar="N", type=positive_int, default=None, help="training examples (default: 5000)")
     s.add_argument("--n-test", metavar="N", type=positive_int, default=None, help="test examples (default: 500)")
-    s.add_argument("--seed", metavar="S", type=nonneg_int, default=0, help="training seed (default: 0)")
+    s.add_argument("--seeds", "--seed", dest="seeds", metavar="LIST", type=_seed_list, default=[0],
+                   help="comma-separated training seeds, one run per cell each (default: 0); the table shows every "
+                   "finished seed of a cell in OUT_DIR")
     s.add_argument("--device", metavar="DEV", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
     s.add_argument("--num-threads", metavar="N", type=nonneg_int, default=None, help="torch CPU threads (default: the tasks' 1; 0: torch's default)")
     s.add_argument("--jobs", metavar="N", type=positive_int, default=1,

@@ -6,7 +6,10 @@ H3 (arXiv 2212.14052) §3.1, Table 2. Each (task, model) pair is one ordinary tr
 table is resumable: a rerun skips finished runs, resumes interrupted ones from their last
 checkpoint (bitwise, as ``hippos train --resume``) and starts the rest. The table compares the
 final weights' last-token test accuracy with the paper's numbers; ``synthetics.md`` and
-``synthetics.json`` in ``out_dir`` hold it with the per-run details and wall times. The command
+``synthetics.json`` in ``out_dir`` hold it with the per-run details and wall times. Several
+training seeds (``seeds``) give one run per seed, ``<task>-<model>-seed<S>`` for S > 0; the table
+shows every finished seed of a cell found in ``out_dir``, so the seeds of one cell can be added
+later by another invocation. The command
 line is ``hippos synthetics`` (``hippos.train.lm_commands``); see ``docs/synthetics.md``.
 """
 
@@ -23,7 +26,8 @@ from hippos.train.config import RESUME_MUTABLE, config_to_dict, load_config
 from hippos.train.lm_tasks import resolved_synthetic_config
 from hippos.train.tasks import default_config
 
-__all__ = ["MODELS", "PAPER", "TASKS", "TASK_TITLES", "plan_run", "run_synthetics", "synthetic_config", "table_markdown"]
+__all__ = ["MODELS", "PAPER", "TASKS", "TASK_TITLES", "plan_run", "run_dir_name", "run_synthetics", "synthetic_config",
+           "table_markdown"]
 
 #: H3 Table 2, last-token test accuracy in %. GSS is not implemented here.
 PAPER = {
@@ -35,6 +39,11 @@ TASK_TITLES = {"ih": "Induction Head", "ar": "Associative Recall"}
 MODELS = ("s4d", "h3", "attention")  # the paper's column order
 MODEL_TITLES = {"s4d": "S4D", "h3": "H3", "attention": "Attention", "s4": "S4"}
 SUMMARY_MD, SUMMARY_JSON, LOG = "synthetics.md", "synthetics.json", "synthetics.log"
+
+
+def run_dir_name(task: str, model: str, seed: int = 0) -> str:
+    """``<task>-<model>`` for training seed 0 (the paper's single run), ``<task>-<model>-seed<S>`` otherwise."""
+    return f"{task}-{model}" + (f"-seed{seed}" if seed else "")
 
 
 def synthetic_config(task: str, model: str, out_dir: str | os.PathLike, *, epochs_scale: float = 1.0,
@@ -57,7 +66,7 @@ def synthetic_config(task: str, model: str, out_dir: str | os.PathLike, *, epoch
     cfg.seed, cfg.device, cfg.tensorboard = seed, device, False
     if num_threads is not None:
         cfg.num_threads = num_threads
-    cfg.out_dir = str(Path(out_dir) / f"{task}-{model}")
+    cfg.out_dir = str(Path(out_dir) / run_dir_name(task, model, seed))
     return cfg
 
 
@@ -124,11 +133,32 @@ def _train_cell(cfg, plan: str, log_path: str, on_epoch=None) -> dict:
         return train(cfg, resume=plan == "resume", force=plan == "restart", progress=False, log=log, on_epoch=on_epoch)
 
 
-def run_synthetics(tasks=("ar", "ih"), models=MODELS, out_dir: str | os.PathLike = "runs/synthetics", *,
-                   progress: bool = True, echo=print, jobs: int = 1, **options) -> dict:
-    """Train (or resume, or skip) every ``(task, model)`` run, then write and return the table.
+def _finished_seeds(out_dir: Path, task: str, model: str, options: dict) -> dict[int, dict]:
+    """``{seed: results}`` of the finished runs of one cell already in ``out_dir`` whose config is
+    the one ``options`` asks for (other seeds than this invocation's: they join the table)."""
+    found = {}
+    for d in out_dir.glob(f"{task}-{model}*"):
+        rest = d.name[len(f"{task}-{model}"):]
+        if rest and not (rest.startswith("-seed") and rest[5:].isdigit() and not rest[5:].startswith("0")):
+            continue
+        seed = int(rest[5:]) if rest else 0
+        cfg = synthetic_config(task, model, out_dir, seed=seed, **options)
+        try:
+            if plan_run(cfg) == "done":
+                found[seed] = (cfg, json.loads((d / "results.json").read_text()))
+        except ValueError:  # a run of another config (say another --max-epochs): not this table's
+            continue
+    return found
 
-    ``options`` go to :func:`synthetic_config`. ``echo(line)`` receives one line per run and
+
+def run_synthetics(tasks=("ar", "ih"), models=MODELS, out_dir: str | os.PathLike = "runs/synthetics", *,
+                   progress: bool = True, echo=print, jobs: int = 1, seeds=(0,), **options) -> dict:
+    """Train (or resume, or skip) every ``(task, model, seed)`` run, then write and return the table.
+
+    ``options`` go to :func:`synthetic_config`; ``seeds`` are training seeds (init, dropout, data
+    order; the examples stay those of seed 0), one run each. The table also takes in the finished
+    runs of other seeds of the same cells that ``out_dir`` already holds. ``echo(line)`` receives
+    one line per run and
     the table; the trainer's own lines go to ``<out_dir>/synthetics.log``. ``jobs > 1`` trains
     that many runs at once, each in its own process (with the tasks' one thread each, a 2-core
     machine runs two; per-run progress bars are then replaced by one line per finished run).
@@ -136,8 +166,11 @@ def run_synthetics(tasks=("ar", "ih"), models=MODELS, out_dir: str | os.PathLike
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
+    seeds = list(dict.fromkeys(seeds))
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise ValueError(f"seeds must be integers >= 0, got {seeds!r}")
     out_dir = Path(out_dir)
-    cfgs = [synthetic_config(t, m, out_dir, **options) for t in tasks for m in models]
+    cfgs = [synthetic_config(t, m, out_dir, seed=s, **options) for t in tasks for m in models for s in seeds]
     plans = [plan_run(c) for c in cfgs]  # every conflict is found before anything runs
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = str(out_dir / LOG)
@@ -174,8 +207,15 @@ def run_synthetics(tasks=("ar", "ih"), models=MODELS, out_dir: str | os.PathLike
                 results[i] = fut.result()
                 report(i)
     runs = [runs_by_index[i] for i in range(len(cfgs))]
+    for t in tasks:  # other seeds of the same cells, finished earlier
+        for m in models:
+            for seed, (cfg, res) in sorted(_finished_seeds(out_dir, t, m, options).items()):
+                if seed not in seeds:
+                    runs.append(_run_summary(cfg, res))
+    order = {(t, m): k for k, (t, m) in enumerate((t, m) for t in TASKS for m in dict.fromkeys([*MODELS, *models]))}
+    runs.sort(key=lambda r: (order[(r["task"], r["model"])], r["seed"]))
     summary = {
-        "setup": {"tasks": list(tasks), "models": list(models), **{k: v for k, v in options.items()}},
+        "setup": {"tasks": list(tasks), "models": list(models), "seeds": seeds, **{k: v for k, v in options.items()}},
         "paper": PAPER,
         "runs": runs,
         "jobs": jobs,
@@ -214,6 +254,7 @@ def _run_summary(cfg, results: dict) -> dict:
     return {
         "task": cfg.task,
         "model": cfg.model.mixer,
+        "seed": cfg.seed,
         "run_dir": str(cfg.out_dir),
         "params": _n_params(cfg),
         "epochs": epochs,
@@ -228,8 +269,11 @@ def _run_summary(cfg, results: dict) -> dict:
 
 
 def table_markdown(summary: dict) -> str:
-    """The table (ours beside the paper's) and the per-run details, as Markdown."""
-    runs = {(r["task"], r["model"]): r for r in summary["runs"]}
+    """The table (ours beside the paper's) and the per-run details, as Markdown. A cell trained
+    with several seeds lists one number per seed, in seed order."""
+    runs: dict[tuple, list] = {}
+    for r in summary["runs"]:
+        runs.setdefault((r["task"], r["model"]), []).append(r)
     tasks = [t for t in TASKS if t in summary["setup"]["tasks"]]
     models = [m for m in MODELS if m in summary["setup"]["models"]] + [
         m for m in summary["setup"]["models"] if m not in MODELS
@@ -246,24 +290,33 @@ def table_markdown(summary: dict) -> str:
     for t in tasks:
         cells = [TASK_TITLES[t], f"{PAPER[t]['random']:.1f}"]
         for m in models:
-            r = runs.get((t, m))
-            ours = f"{r['test_acc']:.1f}" if r else "—"
+            rs = sorted(runs.get((t, m), []), key=lambda r: r["seed"])
+            ours = " · ".join(f"{r['test_acc']:.1f}" for r in rs) if rs else "—"
             paper = PAPER[t].get(m)
             cells.append(f"{ours} ({paper:.1f})" if paper is not None else ours)
         lines.append("| " + " | ".join(cells) + " |")
+    multi = [(t, m) for t in tasks for m in models if len(runs.get((t, m), [])) > 1]
+    if multi:
+        seeds = "; ".join(
+            f"{MODEL_TITLES.get(m, m)} on {TASK_TITLES[t]}: seeds "
+            + ", ".join(str(r["seed"]) for r in sorted(runs[(t, m)], key=lambda r: r["seed"]))
+            + f" (mean {sum(r['test_acc'] for r in runs[(t, m)]) / len(runs[(t, m)]):.1f})"
+            for t, m in multi
+        )
+        lines += ["", f"A cell with several numbers has one per training seed, in seed order: {seeds}."]
     lines += [
         "",
-        "| run | params | epochs | n train / test | test acc, final | test acc, best epoch (step) | train time | s / epoch |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | seed | params | epochs | n train / test | test acc, final | test acc, best epoch (step) | train time | s / epoch |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in summary["runs"]:
         lines.append(
-            f"| {r['task']}-{r['model']} | {r['params']:,} | {r['epochs']} | {r['n_train']} / {r['n_test']} | "
+            f"| {r['task']}-{r['model']} | {r['seed']} | {r['params']:,} | {r['epochs']} | {r['n_train']} / {r['n_test']} | "
             f"{r['test_acc']:.1f} | {r['test_acc_best_val']:.1f} ({r['best_step']}) | {r['train_time_s']:.0f} s | "
             f"{r['s_per_epoch']:.2f} |"
         )
     setup = summary["setup"]
-    opts = ", ".join(f"{k}={v}" for k, v in setup.items() if k not in ("tasks", "models") and v is not None)
+    opts = ", ".join(f"{k}={v}" for k, v in setup.items() if k not in ("tasks", "models", "seeds") and v is not None)
     lines += [
         "",
         f"Total training time {summary['train_time_s']:.0f} s; this invocation's wall time {summary['wall_time_s']:.0f} s"
