@@ -1,32 +1,39 @@
 #!/usr/bin/env bash
 # Sequential and permuted MNIST with an S4 model (S4 arXiv 2111.00396 Table 6; LSSL 2110.13985 Table 1),
-# sized to train on a 2-core CPU in one session: 4 residual blocks of S4 (DPLR, HiPPO-LegS, N 64) at
-# H 64, pre-LayerNorm, GLU output, mean pooling (100,746 parameters); AdamW lr 4e-3 (SSM parameters
-# at 1e-3, no weight decay), 200 warmup steps then cosine, batch 50, 4 epochs, no dropout.
+# sized to train on a 2-core CPU: 4 residual blocks of S4 (DPLR, HiPPO-LegS, N 64) at H 64,
+# pre-LayerNorm, GLU output, mean pooling (100,746 parameters); AdamW lr 4e-3 (SSM parameters at 1e-3,
+# no weight decay), 200 warmup steps then cosine, batch 50, no dropout; sMNIST 4 epochs, psMNIST 10
+# (the permuted task needs the longer budget: 4 epochs gave 95.7%).
 # The paper's model is 4 × H 256 (796,170 parameters here) trained for 100+ epochs (99.63% / 98.70%).
 #
-#   bash scripts/mnist_s4.sh [OUT_DIR] [extra --key=value overrides for both runs...]
+#   bash scripts/mnist_s4.sh [OUT_DIR] [extra --key=value overrides for every run...]
 #
-# Both tasks run at once, one thread each. A stopped run continues with
-#   hippos train --resume OUT_DIR/smnist   (or OUT_DIR/psmnist); the table alone:
-#   bash scripts/mnist_s4.sh OUT_DIR --table-only
+# TASKS (default "smnist psmnist") picks the tasks, run at once with THREADS (default 1) torch threads
+# each. The README's table: sMNIST with the defaults, psMNIST alone with
+#   TASKS=psmnist THREADS=2 bash scripts/mnist_s4.sh OUT_DIR
+# A stopped run continues with  hippos train --resume OUT_DIR/<task>  (or by rerunning this script);
+# the table alone:  bash scripts/mnist_s4.sh OUT_DIR --table-only
 set -euo pipefail
 OUT=${1:-runs/mnist-s4}
 shift || true
 DATA=${HIPPOS_DATA:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data}
+TASKS=${TASKS:-smnist psmnist}
+THREADS=${THREADS:-1}
+epochs_for() { case $1 in smnist) echo 4 ;; psmnist) echo 10 ;; esac; }
 
 if [ "${1:-}" != "--table-only" ]; then
   mkdir -p "$OUT"
-  for task in smnist psmnist; do
+  for task in $TASKS; do
+    case $task in smnist|psmnist) ;; *) echo "unknown task in TASKS: $task (smnist, psmnist)" >&2; exit 2 ;; esac
     if [ -f "$OUT/$task/results.json" ]; then echo "$task: done"; continue; fi
     if [ -f "$OUT/$task/checkpoint/trainer_state.json" ]; then
       cmd=(hippos train --resume "$OUT/$task" --no-progress)
     else
-      cmd=(hippos train "$task" --model.d_model=64 --model.dropout=0 --lr=4e-3 --epochs=4 --warmup_steps=200
-           --num_threads=1 --data_dir="$DATA" --out_dir="$OUT/$task" --force --no-progress "$@")
+      cmd=(hippos train "$task" --model.d_model=64 --model.dropout=0 --lr=4e-3 --epochs="$(epochs_for "$task")"
+           --warmup_steps=200 --num_threads="$THREADS" --data_dir="$DATA" --out_dir="$OUT/$task" --force --no-progress "$@")
     fi
     echo "$task: ${cmd[*]}"
-    OMP_NUM_THREADS=1 "${cmd[@]}" >> "$OUT/$task.log" 2>&1 &
+    OMP_NUM_THREADS=$THREADS "${cmd[@]}" >> "$OUT/$task.log" 2>&1 &
   done
   wait
 fi
@@ -35,14 +42,14 @@ python - "$OUT" <<'PY'
 import json, sys
 from pathlib import Path
 out = Path(sys.argv[1])
-print("| task | parameters | test acc (final) | test acc (best val) | best val acc | train time |")
-print("|---|---|---|---|---|---|")
+print("| task | parameters | epochs | test acc (final) | test acc (best val) | best val acc | train time |")
+print("|---|---|---|---|---|---|---|")
 for task in ("smnist", "psmnist"):
     f = out / task / "results.json"
     if not f.exists():
-        print(f"| {task} | (not finished: hippos train --resume {out / task}) | | | | |")
+        print(f"| {task} | (not finished: hippos train --resume {out / task}) | | | | | |")
         continue
     r = json.loads(f.read_text())
-    print(f"| {task} | {r['n_params']:,} | {100 * r['test_acc']:.2f}% | {100 * r['test_acc_best_val']:.2f}% "
+    print(f"| {task} | {r['n_params']:,} | {r['epoch']} | {100 * r['test_acc']:.2f}% | {100 * r['test_acc_best_val']:.2f}% "
           f"| {100 * r['best_val_acc']:.2f}% | {r['train_time_s'] / 60:.0f} min |")
 PY
