@@ -158,7 +158,7 @@ def ar_batch(n, g, n_keys=4, n_vals=4, n_pairs=3):
 
 def test_tiny_h3_learns_associative_recall():
     """Keys rebound in every sequence: the answer must be looked up in context (H3 §3.1)."""
-    t0 = time.time()
+    t0 = time.process_time()  # CPU seconds of this process: wall time moves with whatever else runs
     torch.manual_seed(0)
     m = LanguageModel(LMConfig(vocab_size=9, d_model=64, n_layers=2, mixer="h3", d_state=16, shift_state=8))
     opt = torch.optim.AdamW(m.parameters(), lr=3e-3, weight_decay=0.0)
@@ -176,7 +176,7 @@ def test_tiny_h3_learns_associative_recall():
         greedy = m.generate(x_test[:50], 1, temperature=0)[:, -1]
     assert acc > 0.95, acc  # chance: 0.25 (0.33 knowing the values present)
     assert (greedy == y_test[:50]).float().mean() > 0.95
-    assert time.time() - t0 < 20
+    assert time.process_time() - t0 < 60  # ~8 CPU-s on the 2-core machine
 
 
 def test_bad_arguments():
