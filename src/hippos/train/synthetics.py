@@ -133,15 +133,17 @@ def _train_cell(cfg, plan: str, log_path: str, on_epoch=None) -> dict:
         return train(cfg, resume=plan == "resume", force=plan == "restart", progress=False, log=log, on_epoch=on_epoch)
 
 
-def _finished_seeds(out_dir: Path, task: str, model: str, options: dict) -> dict[int, dict]:
-    """``{seed: results}`` of the finished runs of one cell already in ``out_dir`` whose config is
-    the one ``options`` asks for (other seeds than this invocation's: they join the table)."""
+def _finished_seeds(out_dir: Path, task: str, model: str, options: dict, skip) -> dict[int, tuple]:
+    """``{seed: (cfg, results)}`` of the finished runs of one cell already in ``out_dir`` whose config is
+    the one ``options`` asks for, seeds in ``skip`` (this invocation's) left out: they join the table."""
     found = {}
     for d in out_dir.glob(f"{task}-{model}*"):
         rest = d.name[len(f"{task}-{model}"):]
         if rest and not (rest.startswith("-seed") and rest[5:].isdigit() and not rest[5:].startswith("0")):
             continue
         seed = int(rest[5:]) if rest else 0
+        if seed in skip:
+            continue
         cfg = synthetic_config(task, model, out_dir, seed=seed, **options)
         try:
             if plan_run(cfg) == "done":
@@ -158,8 +160,7 @@ def run_synthetics(tasks=("ar", "ih"), models=MODELS, out_dir: str | os.PathLike
     ``options`` go to :func:`synthetic_config`; ``seeds`` are training seeds (init, dropout, data
     order; the examples stay those of seed 0), one run each. The table also takes in the finished
     runs of other seeds of the same cells that ``out_dir`` already holds. ``echo(line)`` receives
-    one line per run and
-    the table; the trainer's own lines go to ``<out_dir>/synthetics.log``. ``jobs > 1`` trains
+    one line per run and the table; the trainer's own lines go to ``<out_dir>/synthetics.log``. ``jobs > 1`` trains
     that many runs at once, each in its own process (with the tasks' one thread each, a 2-core
     machine runs two; per-run progress bars are then replaced by one line per finished run).
     The results do not depend on ``jobs``. Returns the summary written to ``synthetics.json``.
@@ -209,9 +210,8 @@ def run_synthetics(tasks=("ar", "ih"), models=MODELS, out_dir: str | os.PathLike
     runs = [runs_by_index[i] for i in range(len(cfgs))]
     for t in tasks:  # other seeds of the same cells, finished earlier
         for m in models:
-            for seed, (cfg, res) in sorted(_finished_seeds(out_dir, t, m, options).items()):
-                if seed not in seeds:
-                    runs.append(_run_summary(cfg, res))
+            for seed, (cfg, res) in sorted(_finished_seeds(out_dir, t, m, options, set(seeds)).items()):
+                runs.append(_run_summary(cfg, res))
     order = {(t, m): k for k, (t, m) in enumerate((t, m) for t in TASKS for m in dict.fromkeys([*MODELS, *models]))}
     runs.sort(key=lambda r: (order[(r["task"], r["model"])], r["seed"]))
     summary = {
