@@ -49,6 +49,30 @@ def test_layers_follow_the_config():
     close(m._logits(m.embedding.weight[:3]), h @ m.embedding.weight.T)
 
 
+def test_learned_positions_enter_the_residual_stream():
+    """attn_pos="learned": one table added to the token embeddings (GPT-2 / the H3 paper's
+    Transformer), not to each attention layer's input: with every attention output zeroed, a
+    repeated token still gives position-dependent logits, and chunked calls continue the positions."""
+    m = make("attention")
+    assert m.pos_emb is not None and m.pos_emb.weight.shape == (64, 8)
+    assert all(b.mixer.pos_emb is None for b in m.blocks)
+    assert make("hybrid").pos_emb is None and make("h3", attn_pos="learned", max_len=64).pos_emb is None
+    with torch.no_grad():
+        for b in m.blocks:
+            b.mixer.out_proj.weight.zero_(), b.mixer.out_proj.bias.zero_()
+    tokens = torch.full((1, 6), 3)
+    logits, _ = m(tokens)
+    assert (logits[0, 1:] - logits[0, :1]).abs().amax(-1).min() > 1e-6  # every position differs from the first
+    with torch.no_grad():
+        m.pos_emb.weight.zero_()
+    logits, _ = m(tokens)
+    close(logits[0, 1:], logits[0, :1].expand(5, V))  # no positions, no attention: the same at every position
+    m = make("attention", max_len=10)
+    _, state = m(torch.randint(0, V, (2, 7)), return_state=True)
+    with pytest.raises(ValueError, match="exceeds max_len=10"):
+        m(torch.randint(0, V, (2, 4)), state=state)
+
+
 @pytest.mark.parametrize("name", list(MIXERS))
 def test_forward_equals_looped_step(name):
     m = make(name)

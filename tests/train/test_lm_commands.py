@@ -197,3 +197,19 @@ def test_synthetics_seeds_one_run_each_and_the_table_gathers_them(tmp_path, caps
         main(["synthetics", *tiny, "--seeds", "1,x"])
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and "--seeds" in err[0]
+
+
+def test_plan_run_ignores_attention_options_of_an_attention_free_model(tmp_path):
+    """A run of an SSM-only model is the same run whatever the attention options say (it reads
+    none of them); for an attention model they are part of the config."""
+    for model in ("h3", "attention"):
+        cfg = synthetics.synthetic_config("ar", model, tmp_path, max_epochs=1, n_train=64, n_test=32)
+        cfg.max_steps = 1
+        train(cfg, progress=False, log=lambda m: None)
+        assert synthetics.plan_run(cfg) == "resume"
+        cfg.model.attn_dropout, cfg.model.n_heads = 0.0, 2
+        if model == "h3":
+            assert synthetics.plan_run(cfg) == "resume"
+        else:
+            with pytest.raises(ValueError, match=r"another config \(model.attn_dropout: 0.1 there, 0.0 asked\)"):
+                synthetics.plan_run(cfg)

@@ -5,9 +5,18 @@ embeddings, pre-norm blocks, MLP 4d GELU, tied embeddings, attention at a few la
 §5.3 / Table 7 (generation: the prompt through the convolutional view, then one recurrent step
 per token, with a cache that does not grow for the SSM layers). Shapes and cache: ``docs/h3.md``.
 
-    x = dropout(E[tokens])                                  # (B L d)
+    x = dropout(E[tokens] + P[positions])                   # (B L d); P only with attn_pos="learned"
     for each layer:  x = x + drop(mixer(LN(x)));  x = x + drop(MLP(LN(x)))
     logits = LN(x) Eᵀ                                       # (B L V), tied head
+
+**Positions.** ``attn_pos="learned"`` (in a model with an attention layer) adds one table ``P`` of
+absolute position embeddings to the token embeddings at the input, into the residual stream, as
+GPT-2 and the H3 paper's Transformer baseline do (safari's ``lm_simple`` with
+``max_position_embeddings``); the attention layers themselves then take no positions. The absolute
+position of a token is the length of the first attention layer's cache, so chunked calls and
+``step`` continue the positions where the state left off. (Adding a table to each attention
+layer's input instead, outside the residual stream, never formed an induction head in 400 epochs:
+``docs/synthetics.md``.)
 
 ``forward(tokens, state=None, return_state=False) -> (logits, next_state)`` keeps the layer
 contract (a state is the list of the layers' states: :class:`~hippos.layers.H3State`, S4 tensors,
@@ -46,7 +55,8 @@ def make_mixer(cfg: LMConfig, kind: str) -> nn.Module:
     if kind == "s4":
         return S4(cfg.d_model, d_state=cfg.d_state, mode="dplr", init=init, dropout=cfg.dropout, output=cfg.s4_output, l_max=cfg.l_max, **ssm)
     if kind == "attention":
-        return MultiHeadAttention(cfg.d_model, cfg.n_heads, max_len=cfg.max_len, pos=cfg.attn_pos, dropout=cfg.attn_dropout)
+        # positions, if any, are the LM's (added at its input), not the layer's
+        return MultiHeadAttention(cfg.d_model, cfg.n_heads, max_len=cfg.max_len, pos="none", dropout=cfg.attn_dropout)
     raise ValueError(f"unknown mixer {kind!r}")
 
 
@@ -122,6 +132,12 @@ class LanguageModel(nn.Module):
         d = cfg.d_model
         self.embedding = nn.Embedding(cfg.vocab_size, d)
         nn.init.normal_(self.embedding.weight, std=0.02)
+        mixers = cfg.layer_mixers()
+        self._first_attn = mixers.index("attention") if "attention" in mixers else None
+        self.pos_emb = None  # P: r(max_len d), absolute positions added at the input
+        if cfg.attn_pos == "learned" and self._first_attn is not None:
+            self.pos_emb = nn.Embedding(cfg.max_len, d)
+            nn.init.normal_(self.pos_emb.weight, std=0.02)
         self.embed_dropout = nn.Dropout(cfg.embed_dropout)
         self.blocks = nn.ModuleList(LMBlock(make_mixer(cfg, kind), d, cfg.mlp_expand, cfg.dropout) for kind in cfg.layer_mixers())
         self.final_norm = nn.LayerNorm(d)
@@ -140,6 +156,20 @@ class LanguageModel(nn.Module):
             raise TypeError(f"{what} expects integer token ids, got {tokens.dtype}")
         if tokens.min() < 0 or tokens.max() >= self.cfg.vocab_size:
             raise ValueError(f"{what}: token ids must be in [0, {self.cfg.vocab_size}), got range [{int(tokens.min())}, {int(tokens.max())}]")
+
+    def _embed(self, tokens: torch.Tensor, states: list) -> torch.Tensor:
+        """``tokens: long(B L)`` -> ``E[tokens] + P[T : T + L]``: r(B L d), T the tokens already in
+        ``states`` (the first attention layer's cache length; 0 for a fresh sequence)."""
+        h = self.embedding(tokens.long())
+        if self.pos_emb is None:
+            return h
+        s = states[self._first_attn]
+        ok = isinstance(s, tuple) and len(s) >= 2 and torch.is_tensor(s[0]) and s[0].dim() == 4
+        T = s[0].shape[-2] if ok else 0  # KVCache.keys: (B nh T dh); a malformed state: the layer says so
+        L = tokens.shape[1]
+        if T + L > self.cfg.max_len:
+            raise ValueError(f"sequence of {T + L} tokens (state {T} + input {L}) exceeds max_len={self.cfg.max_len}")
+        return h + self.pos_emb.weight[T : T + L].to(h.dtype)
 
     def _check_state(self, state) -> list:
         if not isinstance(state, (list, tuple)) or len(state) != len(self.blocks):
@@ -161,7 +191,7 @@ class LanguageModel(nn.Module):
     def _hidden(self, tokens: torch.Tensor, state: list | None, return_state: bool):
         """The blocks' output before the final norm and head: ``(h: r(B L d), next_state)``."""
         states = [None] * len(self.blocks) if state is None else self._check_state(state)
-        h = self.embed_dropout(self.embedding(tokens.long()))
+        h = self.embed_dropout(self._embed(tokens, states))
         next_states = []
         for block, s in zip(self.blocks, states):
             h, ns = block(h, state=s, return_state=return_state)
@@ -183,7 +213,7 @@ class LanguageModel(nn.Module):
         self._check_tokens(token_t, 1, "LanguageModel.step")
         state = self._check_state(state)
         params = self.setup_step() if params is None else params
-        h = self.embedding(token_t.long())
+        h = self._embed(token_t[:, None], state)[:, 0]
         next_states = []
         for block, s, p in zip(self.blocks, state, params):
             h, ns = block.step(h, s, p)

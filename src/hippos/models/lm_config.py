@@ -45,7 +45,7 @@ class LMConfig:
     # attention layers
     n_heads: int = 1
     max_len: int | None = None  # longest prompt + generation; required with attn_pos="learned"
-    attn_pos: str = "none"  # "none" or "learned" (absolute position embeddings)
+    attn_pos: str = "none"  # "none" or "learned": absolute position embeddings added at the input (GPT-2)
     attn_dropout: float = 0.0
     # the rest of the model
     mlp_expand: int = 4

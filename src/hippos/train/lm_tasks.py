@@ -68,9 +68,12 @@ def _synthetic_defaults(task: str, vocab_size: int, seq_len: int, epochs: int, s
     # is a plain linear layer (postact=None): SSM -> GELU -> Linear, no GLU gate. A GLU gate is a
     # multiplicative interaction, the very thing H3 adds; with it our 2-layer S4D solves induction
     # head (100%, see docs/synthetics.md).
+    # attn_pos / attn_dropout: the reference Transformer baseline (safari's transformer.yaml for both
+    # tasks): one learned position table at the input and attention dropout 0.1; the SSM models
+    # have no attention layer, so neither applies to them.
     cfg.model = LMConfig(
         vocab_size=0, d_model=32, n_layers=2, mixer="h3", d_state=64, head_dim=1, mlp_expand=4, embed_dropout=0.1,
-        dropout=0.0, n_heads=1, attn_pos="learned", max_len=None, s4_output="linear",
+        dropout=0.0, n_heads=1, attn_pos="learned", max_len=None, s4_output="linear", attn_dropout=0.1,
     )
     return cfg
 

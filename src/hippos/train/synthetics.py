@@ -70,8 +70,18 @@ def synthetic_config(task: str, model: str, out_dir: str | os.PathLike, *, epoch
     return cfg
 
 
+#: LMConfig fields only attention layers read: they cannot make two attention-free runs differ.
+ATTENTION_FIELDS = ("n_heads", "attn_pos", "attn_dropout", "max_len")
+
+
 def _comparable(d: dict) -> dict:
-    return {k: v for k, v in d.items() if k not in RESUME_MUTABLE}
+    """A saved config (as a dict) minus what may change on resume and the model fields this model
+    does not read (attention options of an SSM-only model)."""
+    out = {k: v for k, v in d.items() if k not in RESUME_MUTABLE}
+    m = out.get("model")
+    if isinstance(m, dict) and m.get("mixer") != "attention" and not m.get("attn_layers"):
+        out["model"] = {k: v for k, v in m.items() if k not in ATTENTION_FIELDS}
+    return out
 
 
 def plan_run(cfg) -> str:
