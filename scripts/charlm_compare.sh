@@ -1,29 +1,32 @@
 #!/usr/bin/env bash
 # Character-level LM comparison (H3 arXiv 2212.14052 §5.1, Table 4's shape: hybrid ≤ Transformer ≈ H3 < S4D):
 # four 4-layer language models on Tiny Shakespeare at equal parameter count (≈285K, the width of each
-# chosen to match the H3 model's count within 1%) and equal tokens (the same steps × batch × window),
+# chosen to match the H3 model's 286,912 within 1.3%) and equal tokens (the same steps × batch × window:
+# EPOCHS (default 2) × 500 steps × 32 windows × 256 characters, 8.2M characters at the default),
 # validation bits per character at the end.
 #
 #   bash scripts/charlm_compare.sh [OUT_DIR] [extra --key=value overrides for every run...]
 #
-#   transformer  attention in every layer, learned positions          d_model 66
+#   transformer  attention in every layer, learned positions          d_model 73
+#                (one table at the input, as GPT-2)
 #   h3           H3 in every layer (no positions)                     d_model 64
 #   hybrid       H3, attention at layers 1 and 2 (n/3, 2n/3; as the   d_model 70
 #                H3 repo's 24-layer model: 8 and 16), no positions
 #   s4d          S4D in every layer (the H3 paper's S4D baseline)     d_model 74
 #
-# JOBS (default 1) runs that many at once, one thread each. A stopped run continues with
+# JOBS (default 1) runs that many at once, one thread each (2 cores: JOBS=2, about 20 min a run at EPOCHS=2). A stopped run continues with
 #   hippos train --resume OUT_DIR/<model>;  the table alone:  bash scripts/charlm_compare.sh OUT_DIR --table-only
 set -euo pipefail
 OUT=${1:-runs/charlm-compare}
 shift || true
 DATA=${HIPPOS_DATA:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data}
 JOBS=${JOBS:-1}
+EPOCHS=${EPOCHS:-2}
 MODELS="transformer h3 hybrid s4d"
 
 args_for() {
   case $1 in
-    transformer) echo "--model.mixer=attention --model.attn_pos=learned --model.d_model=66" ;;
+    transformer) echo "--model.mixer=attention --model.attn_pos=learned --model.d_model=73" ;;
     h3)          echo "--model.mixer=h3 --model.d_model=64" ;;
     hybrid)      echo "--model.mixer=h3 --model.attn_layers=[1,2] --model.d_model=70" ;;
     s4d)         echo "--model.mixer=s4d --model.d_model=74" ;;
@@ -39,7 +42,7 @@ if [ "${1:-}" != "--table-only" ]; then
       cmd=(hippos train --resume "$OUT/$m" --no-progress)
     else
       # shellcheck disable=SC2046
-      cmd=(hippos train charlm $(args_for "$m") --model.n_layers=4 --epochs=4 --num_threads=1
+      cmd=(hippos train charlm $(args_for "$m") --model.n_layers=4 --epochs="$EPOCHS" --num_threads=1
            --data_dir="$DATA" --out_dir="$OUT/$m" --force --no-progress "$@")
     fi
     echo "$m: ${cmd[*]}"
