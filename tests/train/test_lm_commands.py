@@ -213,3 +213,16 @@ def test_plan_run_ignores_attention_options_of_an_attention_free_model(tmp_path)
         else:
             with pytest.raises(ValueError, match=r"another config \(model.attn_dropout: 0.1 there, 0.0 asked\)"):
                 synthetics.plan_run(cfg)
+
+
+def test_seconds_per_epoch_is_the_median_so_a_paused_epoch_does_not_move_it(tmp_path):
+    f = tmp_path / "metrics.csv"
+    f.write_text("step,epoch,split,loss,acc,lr,samples_per_s,elapsed_s\n"
+                 "1,0.5,train,1,0,0.1,10,1.0\n"
+                 "2,1.0000,val,1,0,,10,2.0\n"   # epoch 1: 2 s
+                 "4,2.0000,val,1,0,,10,4.5\n"   # epoch 2: 2.5 s
+                 "6,3.0000,val,1,0,,10,604.5\n"  # epoch 3: paused for 10 minutes
+                 "6,3.0000,val,1,0,,10,604.5\n"  # repeated by a resume: counted once
+                 "8,4.0000,val,1,0,,10,607.0\n")  # epoch 4: 2.5 s
+    assert synthetics.median_epoch_seconds(f, fallback=-1.0) == 2.5  # total / epochs would say 151.75
+    assert synthetics.median_epoch_seconds(tmp_path / "none.csv", fallback=-1.0) == -1.0

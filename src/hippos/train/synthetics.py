@@ -192,7 +192,7 @@ def run_synthetics(tasks=("ar", "ih"), models=MODELS, out_dir: str | os.PathLike
     def report(i: int) -> None:
         run = runs_by_index[i] = _run_summary(cfgs[i], results[i])
         echo(f"{Path(cfgs[i].out_dir).name}: test acc {run['test_acc']:.1f}% (best epoch {run['test_acc_best_val']:.1f}%), "
-             f"{run['epochs']} epoch{'s' if run['epochs'] != 1 else ''}, {run['train_time_s']:.0f} s ({run['s_per_epoch']:.2f} s/epoch)"
+             f"{run['epochs']} epoch{'s' if run['epochs'] != 1 else ''}, {run['train_time_s']:.0f} s ({run['s_per_epoch']:.2f} s/epoch, median)"
              + (" [already done]" if plans[i] == "done" else ""))
 
     todo = []
@@ -274,8 +274,29 @@ def _run_summary(cfg, results: dict) -> dict:
         "test_acc_best_val": 100 * results["test_acc_best_val"],
         "best_step": results["best_step"],
         "train_time_s": results["train_time_s"],
-        "s_per_epoch": results["train_time_s"] / max(epochs, 1),
+        "s_per_epoch": median_epoch_seconds(Path(cfg.out_dir) / "metrics.csv", results["train_time_s"] / max(epochs, 1)),
     }
+
+
+def median_epoch_seconds(metrics_csv: Path, fallback: float) -> float:
+    """The median wall time of one epoch: the differences of ``elapsed_s`` between consecutive
+    ``val`` rows of the run's ``metrics.csv`` (the first from 0). A median, so that an epoch
+    during which the process was paused or starved does not move it, unlike total / epochs.
+    ``fallback`` when the file has no usable rows."""
+    import csv
+    import statistics
+
+    try:
+        with open(metrics_csv, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("split") == "val" and r.get("elapsed_s")]
+    except OSError:
+        return fallback
+    by_epoch = {}
+    for r in rows:  # a resumed run may repeat an epoch's row: keep the last
+        by_epoch[round(float(r["epoch"]))] = float(r["elapsed_s"])
+    times = [by_epoch[e] for e in sorted(by_epoch)]
+    diffs = [b - a for a, b in zip([0.0] + times, times)]
+    return statistics.median(diffs) if diffs else fallback
 
 
 def table_markdown(summary: dict) -> str:
@@ -316,7 +337,7 @@ def table_markdown(summary: dict) -> str:
         lines += ["", f"A cell with several numbers has one per training seed, in seed order: {seeds}."]
     lines += [
         "",
-        "| run | seed | params | epochs | n train / test | test acc, final | test acc, best epoch (step) | train time | s / epoch |",
+        "| run | seed | params | epochs | n train / test | test acc, final | test acc, best epoch (step) | train time | s / epoch (median) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in summary["runs"]:
