@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Character-level LM comparison (H3 arXiv 2212.14052 §5.1, Table 4's shape: hybrid ≤ Transformer ≈ H3 < S4D):
-# four 4-layer language models on Tiny Shakespeare at equal parameter count (≈285K, the width of each
+# five 4-layer language models on Tiny Shakespeare at equal parameter count (≈285K, the width of each
 # chosen to match the H3 model's 286,912 within 1.3%) and equal tokens (the same steps × batch × window:
 # EPOCHS (default 2) × 500 steps × 32 windows × 256 characters, 8.2M characters at the default),
 # validation bits per character at the end.
@@ -12,9 +12,12 @@
 #   h3           H3 in every layer (no positions)                     d_model 64
 #   hybrid       H3, attention at layers 1 and 2 (n/3, 2n/3; as the   d_model 70
 #                H3 repo's 24-layer model: 8 and 16), no positions
-#   s4d          S4D in every layer (the H3 paper's S4D baseline)     d_model 74
+#   s4d          S4D in every layer, GLU output map (LMConfig's        d_model 74
+#                default)
+#   s4d-linear   S4D in every layer, linear output map (the H3 repo's   d_model 78
+#                standalone S4D, as the synthetic baseline)
 #
-# JOBS (default 1) runs that many at once, one thread each (2 cores: JOBS=2, about 20 min a run at EPOCHS=2). A stopped run continues with
+# JOBS (default 1) runs that many at once, one thread each (23–34 min a run at EPOCHS=2 with 3–5 jobs sharing the 2 cores). A stopped run continues with
 #   hippos train --resume OUT_DIR/<model>;  the table alone:  bash scripts/charlm_compare.sh OUT_DIR --table-only
 set -euo pipefail
 OUT=${1:-runs/charlm-compare}
@@ -22,7 +25,7 @@ shift || true
 DATA=${HIPPOS_DATA:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data}
 JOBS=${JOBS:-1}
 EPOCHS=${EPOCHS:-2}
-MODELS="transformer h3 hybrid s4d"
+MODELS="transformer h3 hybrid s4d s4d-linear"
 
 args_for() {
   case $1 in
@@ -30,6 +33,7 @@ args_for() {
     h3)          echo "--model.mixer=h3 --model.d_model=64" ;;
     hybrid)      echo "--model.mixer=h3 --model.attn_layers=[1,2] --model.d_model=70" ;;
     s4d)         echo "--model.mixer=s4d --model.d_model=74" ;;
+    s4d-linear)  echo "--model.mixer=s4d --model.s4_output=linear --model.d_model=78" ;;
   esac
 }
 
@@ -57,9 +61,9 @@ python - "$OUT" <<'PY'
 import json, sys
 from pathlib import Path
 out = Path(sys.argv[1])
-print("| model | parameters | tokens | val bpc (final) | best val bpc | train time |")
+print("| model | parameters | tokens | val bpc (final) | best val bpc | train time |")  # val = the last 10% of the text
 print("|---|---|---|---|---|---|")
-for name in ("transformer", "h3", "hybrid", "s4d"):
+for name in ("transformer", "h3", "hybrid", "s4d", "s4d-linear"):
     f = out / name / "results.json"
     if not f.exists():
         print(f"| {name} | (not finished: hippos train --resume {out / name}) | | | | |")
