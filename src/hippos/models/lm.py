@@ -139,7 +139,7 @@ class LanguageModel(nn.Module):
             self.pos_emb = nn.Embedding(cfg.max_len, d)
             nn.init.normal_(self.pos_emb.weight, std=0.02)
         self.embed_dropout = nn.Dropout(cfg.embed_dropout)
-        self.blocks = nn.ModuleList(LMBlock(make_mixer(cfg, kind), d, cfg.mlp_expand, cfg.dropout) for kind in cfg.layer_mixers())
+        self.blocks = nn.ModuleList(LMBlock(make_mixer(cfg, kind), d, cfg.mlp_expand, cfg.dropout) for kind in mixers)
         self.final_norm = nn.LayerNorm(d)
         self.head = None if cfg.tie_embeddings else nn.Linear(d, cfg.vocab_size, bias=False)
 
