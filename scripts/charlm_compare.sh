@@ -57,13 +57,13 @@ if [ "${1:-}" != "--table-only" ]; then
   wait
 fi
 
-python - "$OUT" <<'PY'
+python - "$OUT" $MODELS <<'PY'
 import json, sys
 from pathlib import Path
 out = Path(sys.argv[1])
 print("| model | parameters | tokens | val bpc (final) | best val bpc | train time |")  # val = the last 10% of the text
 print("|---|---|---|---|---|---|")
-for name in ("transformer", "h3", "hybrid", "s4d", "s4d-linear"):
+for name in sys.argv[2:]:  # MODELS, in order
     f = out / name / "results.json"
     if not f.exists():
         print(f"| {name} | (not finished: hippos train --resume {out / name}) | | | | |")
