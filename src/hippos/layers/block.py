@@ -1,13 +1,16 @@
 """Residual block around a sequence layer: pre- or post-norm, LayerNorm or BatchNorm.
 
 S4 (arXiv 2111.00396, Appendix D.2): each block is ``x + dropout(layer(norm(x)))`` (pre-norm)
-or ``norm(x + dropout(layer(x)))`` (post-norm). Shapes ``(B L H)`` in and out.
+or ``norm(x + dropout(layer(x)))`` (post-norm); ``tie_dropout`` shares one mask per channel along
+the sequence (:class:`~hippos.layers.dropout.SequenceDropout`). Shapes ``(B L H)`` in and out.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from hippos.layers.dropout import SequenceDropout
 
 __all__ = ["ResidualBlock", "make_norm"]
 
@@ -35,12 +38,12 @@ class ResidualBlock(nn.Module):
     """``layer`` follows the sequence-layer contract ``forward(u, state, ...) -> (y, next_state)``
     and ``step(u_t, state, params) -> (y_t, next_state)``; the block keeps it."""
 
-    def __init__(self, layer: nn.Module, d_model: int, norm: str = "layer", prenorm: bool = True, dropout: float = 0.0):
+    def __init__(self, layer: nn.Module, d_model: int, norm: str = "layer", prenorm: bool = True, dropout: float = 0.0, tie_dropout: bool = False):
         super().__init__()
         self.layer = layer
         self.norm = make_norm(norm, d_model)
         self.prenorm = prenorm
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = SequenceDropout(dropout, tie=tie_dropout)
 
     def forward(self, x: torch.Tensor, state=None, **kwargs):
         z = self.norm(x) if self.prenorm else x

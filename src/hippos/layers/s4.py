@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hippos.kernels import DenseKernel, DiagKernel, DPLRKernel
+from hippos.layers.dropout import SequenceDropout
 from hippos.ops.fftconv import fft_conv
 
 __all__ = ["S4", "MODES", "ACTIVATIONS"]
@@ -49,6 +50,8 @@ class S4(nn.Module):
         dt_min, dt_max: range of the log-uniform initial step Δ per channel.
         lr: learning-rate cap hinted on the SSM parameters (no weight decay on them).
         dropout: dropout after the activation.
+        tie_dropout: one dropout mask per (sequence, channel), shared along L (the S4
+            reference's ``DropoutNd``); else element-wise.
         activation: ``gelu``, ``relu``, ``silu``, ``tanh`` or ``identity``.
         output: ``"glu"`` (linear H -> 2H then GLU) or ``"linear"`` (H -> H).
         bidirectional: add an anti-causal kernel (sees the future; no recurrent view).
@@ -67,6 +70,7 @@ class S4(nn.Module):
         dt_max: float = 1e-1,
         lr: float = 1e-3,
         dropout: float = 0.0,
+        tie_dropout: bool = False,
         activation: str = "gelu",
         output: str = "glu",
         bidirectional: bool = False,
@@ -77,15 +81,13 @@ class S4(nn.Module):
             raise ValueError(f"unknown activation {activation!r}; expected one of {', '.join(ACTIVATIONS)}")
         if output not in ("glu", "linear"):
             raise ValueError(f"output must be 'glu' or 'linear', got {output!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.d_model, self.d_state, self.mode, self.bidirectional = d_model, d_state, mode, bidirectional
         kernel_args = (mode, d_model, d_state, init, disc, dt_min, dt_max, lr, l_max)
         self.kernel = _make_kernel(*kernel_args)
         self.kernel_rev = _make_kernel(*kernel_args) if bidirectional else None
         self.D = nn.Parameter(torch.randn(d_model))
         self.activation = ACTIVATIONS[activation]()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = SequenceDropout(dropout, tie=tie_dropout)
         self.output = nn.Linear(d_model, 2 * d_model if output == "glu" else d_model)
         self.glu = output == "glu"
 

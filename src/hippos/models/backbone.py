@@ -33,6 +33,7 @@ class SSMBackbone(nn.Module):
                     dt_max=cfg.dt_max,
                     lr=cfg.ssm_lr,
                     dropout=cfg.dropout,
+                    tie_dropout=cfg.tie_dropout,
                     activation=cfg.activation,
                     output=cfg.output,
                     bidirectional=cfg.bidirectional,
@@ -42,6 +43,7 @@ class SSMBackbone(nn.Module):
                 norm=cfg.norm,
                 prenorm=cfg.prenorm,
                 dropout=cfg.dropout,
+                tie_dropout=cfg.tie_dropout,
             )
             for _ in range(cfg.n_layers)
         )

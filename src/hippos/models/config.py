@@ -29,6 +29,7 @@ class ModelConfig:
     dt_max: float = 1e-1
     ssm_lr: float = 1e-3
     dropout: float = 0.0
+    tie_dropout: bool = False  # one mask per (sequence, channel), shared along L
     activation: str = "gelu"
     output: str = "glu"  # "glu" or "linear"
     bidirectional: bool = False
