@@ -5,8 +5,8 @@ channels of a sequence: one mask per ``(b, h)`` shared by every position ``l`` (
 reference's ``DropoutNd(tie=True)``, here ``F.dropout1d`` on the ``(B H L)`` view). Kept
 entries are scaled by ``1/(1-p)`` either way, so the expectation is the identity.
 
-The tied mask also draws L times fewer random numbers: on a 2-core CPU the element-wise mask
-of a ``(50, 784, 64)`` activation costs ≈36 ms, as much as the layer's FFT convolution.
+The tied mask also draws L times fewer random numbers, which matters on a CPU, where drawing
+the element-wise mask of a long sequence costs about as much as the layer's FFT convolution.
 """
 
 from __future__ import annotations
