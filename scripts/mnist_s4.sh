@@ -20,9 +20,9 @@ shift || true
 DATA=${HIPPOS_DATA:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data}
 TASKS=${TASKS:-smnist psmnist}
 THREADS=${THREADS:-1}
-epochs_for() { case $1 in smnist) echo 4 ;; psmnist) echo 20 ;; esac; }
-dropout_for() { case $1 in smnist) echo 0 ;; psmnist) echo 0.1 ;; esac; }
-tie_for() { case $1 in smnist) echo false ;; psmnist) echo true ;; esac; }
+task_flags() { case $1 in  # what differs between the two tasks
+  smnist) echo --epochs=4 --model.dropout=0 --model.tie_dropout=false ;;
+  psmnist) echo --epochs=20 --model.dropout=0.1 --model.tie_dropout=true ;; esac; }
 
 if [ "${1:-}" != "--table-only" ]; then
   mkdir -p "$OUT"
@@ -32,8 +32,9 @@ if [ "${1:-}" != "--table-only" ]; then
     if [ -f "$OUT/$task/checkpoint/trainer_state.json" ]; then
       cmd=(hippos train --resume "$OUT/$task" --no-progress)
     else
-      cmd=(hippos train "$task" --model.d_model=64 --model.dropout="$(dropout_for "$task")" --model.tie_dropout="$(tie_for "$task")" --lr=4e-3 --epochs="$(epochs_for "$task")"
-           --warmup_steps=200 --num_threads="$THREADS" --data_dir="$DATA" --out_dir="$OUT/$task" --force --no-progress "$@")
+      read -ra flags <<< "$(task_flags "$task")"
+      cmd=(hippos train "$task" --model.d_model=64 "${flags[@]}" --lr=4e-3 --warmup_steps=200
+           --num_threads="$THREADS" --data_dir="$DATA" --out_dir="$OUT/$task" --force --no-progress "$@")
     fi
     echo "$task: ${cmd[*]}"
     OMP_NUM_THREADS=$THREADS "${cmd[@]}" >> "$OUT/$task.log" 2>&1 &
