@@ -21,8 +21,10 @@ import sys
 import torch
 
 import hippos.train.loop as loop
+from hippos.experiments.synthetics import synthetic_config
 from hippos.layers.s4 import S4
-from hippos.train.synthetics import synthetic_config
+from hippos.train import build_model
+from hippos.train.tasks.lm import resolved_synthetic_config
 
 
 def reference_b_init(model: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -45,12 +47,12 @@ def main(argv: list[str]) -> None:
     if len(argv) not in (2, 3):
         sys.exit(__doc__)
     seed, out = int(argv[0]), argv[1]
-    build = loop.build_model
-    loop.build_model = lambda mcfg: reference_b_init(build(mcfg), seed)
     cfg = synthetic_config("ih", "s4d", out, seed=seed)
     cfg.out_dir = out
     cfg.max_steps = int(argv[2]) if len(argv) == 3 else None
-    loop.train(cfg, progress=False, force=True)
+    torch.manual_seed(cfg.seed)  # train() seeds the same way before it builds a model
+    model = reference_b_init(build_model(resolved_synthetic_config(cfg).model), seed)
+    loop.train(cfg, model=model, progress=False, force=True)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from hippos.models.config import ModelConfig
+from hippos.train import build_model
 from hippos.train.optim import build_optimizer
-from hippos.train.tasks import build_model
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
         opt = build_optimizer(model, 4e-3, 0.01)
 
         def step():
-            loss = F.cross_entropy(model(x), y)
+            loss = F.cross_entropy(model(x)[0], y)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -77,10 +77,10 @@ def test_verify_file_checks_and_caches(tmp_path, monkeypatch):
     assert len(calls) == 1  # hashed once per process
     path.write_bytes(b"hellO")  # same size, new content and mtime: hashed again
     os.utime(path, ns=(1, 1))
-    with pytest.raises(ValueError, match=r"corrupt data file .*f\.bin.*SHA-256"):
+    with pytest.raises(ValueError, match=r"f\.bin' is not the MNIST file \(SHA-256 differs: got [0-9a-f]{16}\.\.\., expected"):
         mnist.verify_file(path, good, 5)
     assert len(calls) == 2
-    with pytest.raises(ValueError, match=r"f\.bin.*5 bytes, expected 6"):
+    with pytest.raises(ValueError, match=r"f\.bin' is not the MNIST file \(size differs: 5 bytes, expected 6\).*hippos train classify"):
         mnist.verify_file(path, good, 6)
     with pytest.raises(FileNotFoundError, match="missing data file .*nope.gz"):
         mnist.verify_file(tmp_path / "nope.gz", good)
@@ -91,8 +91,26 @@ def test_checksum_mismatch_names_the_file(tmp_path):
     d.mkdir()
     for name, (_, size) in mnist.FILES.items():
         (d / name).write_bytes(b"\x00" * size)  # right sizes, wrong bytes
-    with pytest.raises(ValueError, match="corrupt data file .*t10k-images-idx3-ubyte.gz"):
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte.gz' is not the MNIST file \(SHA-256 differs") as e:
         mnist.load_split("test", tmp_path)
+    assert "hippos train classify --data.format=idx --data.path=... --data.labels_path=..." in str(e.value)
+
+
+def test_other_idx_file_vs_truncated_download(tmp_path, monkeypatch):
+    monkeypatch.setattr(mnist, "_verified", set())
+    full = gzip.compress(_idx_bytes(np.arange(4000, dtype=np.uint32).astype(np.uint8)))
+    other = tmp_path / "other" / "train-labels-idx1-ubyte.gz"  # a complete idx file, just not MNIST's
+    other.parent.mkdir()
+    other.write_bytes(full)
+    with pytest.raises(ValueError, match="is not the MNIST file .size differs"):
+        mnist.verify_file(other, "0" * 64, len(full) + 100)
+    cut = tmp_path / "train-labels-idx1-ubyte.gz"  # the same stream cut off: an interrupted download
+    cut.write_bytes(full[: len(full) // 2])
+    with pytest.raises(ValueError, match=r"is incomplete \(\d+ bytes of \d+; its gzip stream ends early\).*download_mnist"):
+        mnist.verify_file(cut, "0" * 64, len(full))
+    cut.write_bytes(b"")
+    with pytest.raises(ValueError, match="is incomplete"):
+        mnist.verify_file(cut, "0" * 64, len(full))
 
 
 def test_missing_data_is_a_clear_error(tmp_path, monkeypatch):

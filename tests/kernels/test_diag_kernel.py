@@ -103,7 +103,11 @@ def test_optimizer_hints_and_dtypes():
     hinted = {n for n, p in k.named_parameters() if hasattr(p, "_optim")}
     assert hinted == {"log_dt", "log_neg_re", "im", "B"}
     for n in hinted:
-        assert getattr(k, n)._optim == {"lr": 1e-3, "weight_decay": 0.0}
+        assert getattr(k, n)._optim == {"lr": 1e-2, "weight_decay": 0.0}  # as given, no cap
+    assert DiagKernel(d_model=4, d_state=8).B._optim == {"lr": None, "weight_decay": 0.0}  # the trainer decides
+    for bad in (0.0, -1e-3, float("nan"), float("inf"), True, "1e-3"):
+        with pytest.raises(ValueError, match="lr"):
+            DiagKernel(d_model=4, d_state=8, lr=bad)
     assert all(p.dtype == torch.float32 for p in k.parameters())
     k = k.double()
     assert hasattr(k.B, "_optim") and k.B.dtype == F64

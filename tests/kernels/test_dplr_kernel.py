@@ -1,5 +1,7 @@
 """S4 kernel (DPLRKernel) == dense oracle; growth; rate; step == convolution; chunks; gradients."""
 
+import copy
+
 import pytest
 import torch
 
@@ -43,16 +45,78 @@ def test_kernel_equals_oracle(measure):
         close(k(L), dense_oracle(k, L), TOL[measure])
 
 
+def snapshot(k):
+    """Every parameter and buffer (cloned) with its in-place version counter."""
+    return {n: (t.detach().clone(), t._version) for n, t in [*k.named_parameters(), *k.named_buffers()]}
+
+
+def assert_unchanged(k, snap):
+    now = snapshot(k)
+    assert now.keys() == snap.keys()
+    for n, (t, version) in snap.items():
+        assert torch.equal(now[n][0], t) and now[n][1] == version, n
+
+
 @pytest.mark.parametrize("measure", ["legs", "legt", "fout"])
-def test_kernel_length_grows_on_demand(measure):
+def test_longer_kernel_leaves_the_module_unchanged(measure):
+    """forward at L > l_max grows C̃ out of place for that call: no parameter or buffer moves."""
     k = make(measure, l_max=7)
-    C_before = k.dense_params()["C"]
-    close(k(7), dense_oracle(k, 7), TOL[measure])
-    K = k(100)  # doubles l_kernel 7 -> 14 -> ... -> 112, rescaling C̃ in place
-    assert int(k.l_kernel) == 112
+    snap, sd = snapshot(k), copy.deepcopy(k.state_dict())
+    K = k(100)  # C̃ doubled 7 -> 14 -> ... -> 112 for this call only
+    K.pow(2).sum().backward()  # the backward writes .grad only
+    assert_unchanged(k, snap)
+    assert int(k.l_kernel) == 7 and all(torch.equal(v, k.state_dict()[n]) for n, v in sd.items())
     close(K, dense_oracle(k, 100), TOL[measure])
+    close(k(7), dense_oracle(k, 7), TOL[measure])  # the short kernel still refers to l_max
+    assert all(torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0 for p in k.parameters())
+
+
+@pytest.mark.parametrize("measure", ["legs", "legt", "fout"])
+def test_explicit_grow_equals_out_of_place_growth(measure):
+    """grow(L) rewrites C̃ and l_kernel in place; the kernel (and C) are those of the pure forward."""
+    k = make(measure, l_max=7)
+    C_before, K_pure, oracle = k.dense_params()["C"], k(100), dense_oracle(k, 100)
+    k.grow(100)
+    assert int(k.l_kernel) == 112
+    close(k(100), K_pure, 1e-13)
+    close(k(100), oracle, TOL[measure])
     close(k.dense_params()["C"], C_before, 1e3 * TOL[measure])  # the underlying C is unchanged
-    assert torch.equal(k(7), K[:, :7])
+    assert torch.equal(k(7), k(100)[:, :7])
+    snap = snapshot(k)
+    k.grow(50)  # already long enough: nothing to do
+    k(200)  # and the grown kernel grows out of place again
+    assert_unchanged(k, snap)
+    with pytest.raises(ValueError):
+        k.grow(0)
+
+
+def test_gradients_through_growth_equal_those_of_explicit_grow():
+    """The gradient of the pure forward at L > l_max (autograd through the doubling) equals the
+    derivative of "grow(L), then forward" with respect to the original parameters (central
+    differences, float64); B does not enter the doubling, so its gradient equals the one after
+    an explicit grow exactly."""
+    k, L, eps = make("legs", l_max=4, H=2, N=4), 13, 1e-6
+    g = torch.randn(2, L, dtype=F64)  # one upstream gradient
+    (g * k(L)).sum().backward()
+    assert int(k.l_kernel) == 4
+
+    def explicit(name, idx, delta):
+        k2 = copy.deepcopy(k)
+        with torch.no_grad():
+            t = getattr(k2, name)
+            t[torch.unravel_index(torch.tensor(idx), t.shape)] += delta
+            k2.grow(L)
+            return (g * k2(L)).sum().item()
+
+    for name, p in k.named_parameters():
+        fd = torch.tensor([(explicit(name, i, eps) - explicit(name, i, -eps)) / (2 * eps) for i in range(p.numel())], dtype=F64)
+        torch.testing.assert_close(p.grad.reshape(-1), fd, rtol=1e-6, atol=1e-7 * fd.abs().max().item(), msg=name)
+
+    grown = copy.deepcopy(k)
+    grown.zero_grad()
+    grown.grow(L)
+    (g * grown(L)).sum().backward()
+    close(k.B.grad, grown.B.grad, 1e-12)
 
 
 @pytest.mark.parametrize("rate", [2.0, 0.5])
@@ -96,7 +160,7 @@ def test_gradcheck_tiny():
     k = make("legs", l_max=8, H=2, N=4)
     names = [n for n, _ in k.named_parameters()]
     params = tuple(p.detach().clone().requires_grad_() for _, p in k.named_parameters())
-    for L, rate in ((8, 1.0), (5, 1.0), (6, 2.0)):
+    for L, rate in ((8, 1.0), (5, 1.0), (6, 2.0), (13, 1.0)):  # 13: grown out of place to 16
         f = lambda *ps: torch.func.functional_call(k, dict(zip(names, ps)), (L,), {"rate": rate})
         assert torch.autograd.gradcheck(f, params)
     x0 = torch.randn(2, 2, 2, dtype=torch.complex128, requires_grad=True)
@@ -126,7 +190,8 @@ def test_optimizer_hints_state_and_checkpoint():
     k = DPLRKernel(d_model=4, d_state=8, lr=0.01, l_max=16)
     hinted = {n for n, p in k.named_parameters() if hasattr(p, "_optim")}
     assert hinted == {"log_dt", "log_neg_re", "im", "P", "B"}
-    assert k.log_dt._optim == {"lr": 1e-3, "weight_decay": 0.0}
+    assert all(getattr(k, n)._optim == {"lr": 0.01, "weight_decay": 0.0} for n in hinted)  # as given
+    assert DPLRKernel(d_model=4, d_state=8).P._optim == {"lr": None, "weight_decay": 0.0}  # the trainer's default
     assert "l_kernel" in k.state_dict()  # C̃'s length travels with the checkpoint
     assert k.default_state(3).shape == (3, 4, 4) and k.default_state(3).dtype == torch.complex64
     p = k.double().dense_params()

@@ -112,7 +112,7 @@ def test_gradcheck_and_hints():
     k = make(H=2, N=4)
     names = [n for n, _ in k.named_parameters()]
     assert set(names) == {"B", "C"}
-    assert k.B._optim == {"lr": 1e-3, "weight_decay": 0.0} and not hasattr(k.C, "_optim")
+    assert k.B._optim == {"lr": None, "weight_decay": 0.0} and not hasattr(k.C, "_optim")
     params = tuple(p.detach().clone().requires_grad_() for _, p in k.named_parameters())
     f = lambda *ps: torch.func.functional_call(k, dict(zip(names, ps)), (7,))
     assert torch.autograd.gradcheck(f, params)

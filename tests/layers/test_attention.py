@@ -136,6 +136,24 @@ def test_causal_and_positions_matter():
     assert (learned(u[:, perm])[0][:, -1] - learned(u)[0][:, -1]).abs().max() > 1e-6
 
 
+@pytest.mark.parametrize("pos", ["none", "learned"])
+def test_materialized_impl_equals_fused_with_and_without_cache(pos):
+    """impl="materialized" (softmax(q kᵀ/√d_head + mask) v written out) == the fused path: a fresh
+    sequence (causal), a chunk after a cache (the offset mask) and one token (the whole cache)."""
+    fused = make(pos=pos, max_len=32)
+    mat = make(pos=pos, max_len=32, impl="materialized")
+    mat.load_state_dict(fused.state_dict())
+    u = torch.randn(2, 12, 8, dtype=F64)
+    y, cache = fused(u[:, :7], return_state=True)
+    y_m, cache_m = mat(u[:, :7], return_state=True)
+    close(y_m, y)
+    close(y_m, materialized(fused, u[:, :7]))
+    close(mat(u[:, 7:11], state=cache_m)[0], fused(u[:, 7:11], state=cache)[0])
+    close(mat.step(u[:, 7], cache_m)[0], fused.step(u[:, 7], cache)[0])
+    with pytest.raises(ValueError, match="impl"):
+        MultiHeadAttention(8, 2, impl="flash")
+
+
 def test_dropout_only_in_training():
     layer = MultiHeadAttention(8, 2, dropout=0.5).double()
     u = torch.randn(2, 9, 8, dtype=F64)

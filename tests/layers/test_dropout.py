@@ -3,9 +3,8 @@
 import pytest
 import torch
 
-from hippos.layers import S4, ResidualBlock, SequenceDropout
-from hippos.models.config import ModelConfig
-from hippos.train.tasks import build_model
+from hippos.layers import S4, Block, SequenceDropout
+from hippos.models import ModelConfig, SequenceClassifier
 
 
 @pytest.mark.parametrize("tie", [False, True])
@@ -41,7 +40,7 @@ def test_bad_rate_and_tied_step_errors():
 
 
 def test_tied_dropout_reaches_every_layer_of_a_model():
-    model = build_model(ModelConfig(d_model=8, n_layers=2, d_state=4, dropout=0.1, tie_dropout=True, l_max=16))
+    model = SequenceClassifier(ModelConfig(d_model=8, n_layers=2, d_state=4, dropout=0.1, tie_dropout=True, l_max=16))
     drops = [m for m in model.modules() if isinstance(m, SequenceDropout)]
     assert len(drops) == 4 and all(d.tie and d.p == 0.1 for d in drops)  # S4 + residual, per block
     assert not any(isinstance(m, torch.nn.Dropout) for m in model.modules())
@@ -50,7 +49,7 @@ def test_tied_dropout_reaches_every_layer_of_a_model():
 def test_tied_dropout_in_a_block_zeroes_whole_channels_of_the_residual_branch():
     torch.manual_seed(1)
     layer = S4(16, d_state=4, mode="diag", dropout=0.0, l_max=32)
-    block = ResidualBlock(layer, 16, dropout=0.5, tie_dropout=True).train()
+    block = Block(layer, 16, dropout=0.5, tie_dropout=True).train()
     x = torch.randn(3, 32, 16)
     y, _ = block(x)
     unchanged = (y == x).all(dim=1)  # (B H): the branch was dropped for the whole sequence

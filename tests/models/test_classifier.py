@@ -32,11 +32,11 @@ def test_classifier_overfits_one_batch(pool):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     for _ in range(150):
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss = torch.nn.functional.cross_entropy(model(x)[0], y)
         loss.backward()
         opt.step()
     assert loss.item() < 0.05
-    assert (model(x).argmax(-1) == y).all()
+    assert (model(x)[0].argmax(-1) == y).all()
 
 
 def test_classifier_masked_pooling_ignores_padding():
@@ -44,14 +44,22 @@ def test_classifier_masked_pooling_ignores_padding():
     model = SequenceClassifier(cfg).eval()
     x = torch.randn(1, 10, 1)
     padded = torch.cat([x, torch.randn(1, 5, 1)], 1)
-    torch.testing.assert_close(model(padded, lengths=torch.tensor([10])), model(x))
+    torch.testing.assert_close(model(padded, lengths=torch.tensor([10]))[0], model(x)[0])
 
 
 def test_ssm_parameters_carry_optimizer_hints():
     model = SequenceClassifier(ModelConfig(d_model=8, n_layers=1, d_state=8, mode="dplr", ssm_lr=0.01))
     hinted = [n for n, p in model.named_parameters() if hasattr(p, "_optim")]
-    assert hinted and all(p._optim == {"lr": 1e-3, "weight_decay": 0.0} for p in model.parameters() if hasattr(p, "_optim"))
+    assert hinted and all(p._optim == {"lr": 0.01, "weight_decay": 0.0} for p in model.parameters() if hasattr(p, "_optim"))
     assert not any("head" in n or "encoder" in n for n in hinted)
+
+
+def test_classifier_returns_logits_and_no_state():
+    model = SequenceClassifier(ModelConfig(d_input=2, n_classes=3, d_model=8, n_layers=1, d_state=4)).eval()
+    out = model(torch.randn(2, 6, 2), lengths=torch.tensor([6, 4]))
+    assert isinstance(out, tuple) and len(out) == 2
+    logits, state = out
+    assert logits.shape == (2, 3) and state is None
 
 
 def test_nan_input_is_refused():

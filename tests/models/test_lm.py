@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hippos.layers import H3, KVCache, MultiHeadAttention, S4
+from hippos.layers import H3, Block, KVCache, MultiHeadAttention, S4
 from hippos.models import LanguageModel, LMConfig
 from hippos.models.lm import sample_logits
 
@@ -41,6 +41,7 @@ def close(a, b, tol=1e-10):
 def test_layers_follow_the_config():
     m = make("hybrid")
     assert [type(b.mixer) for b in m.blocks] == [H3, MultiHeadAttention]
+    assert all(isinstance(b, Block) and b.prenorm and b.mlp.fc1.out_features == 4 * 8 for b in m.blocks)
     assert [type(b.mixer) for b in make("s4").blocks] == [S4, S4]
     assert make("s4").blocks[0].mixer.mode == "dplr" and make("s4d").blocks[0].mixer.mode == "diag"
     assert make("s4d").blocks[0].mixer.kernel.init == "inv"

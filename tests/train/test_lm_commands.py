@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from hippos.cli import main
-from hippos.train import synthetics
-from hippos.train.lm_commands import load_lm_run, run_generate
+from hippos.cli.lm import load_lm_run, run_generate
+from hippos.experiments import synthetics
 from hippos.train.loop import train
 
 TINY_AR = ["ar", "--data.n_train=64", "--data.n_test=32", "--batch_size=16", "--epochs=2", "--model.d_model=8",

@@ -14,14 +14,15 @@ from safetensors.torch import load_file
 from torch import nn
 
 from hippos.cli import main
-from hippos.models.lm import make_mixer
+from hippos.models.lm import lm_block
 from hippos.models.lm_config import LMConfig
+from hippos.train import build_model, default_config, get_task
 from hippos.train import checkpoint as ckpt_io
 from hippos.train import config as C
-from hippos.train import loop
 from hippos.train.objectives import BITS_PER_CHAR, LAST_TOKEN
 from hippos.train.optim import lr_factor
-from hippos.train.tasks import build_model, default_config, load_dataset
+from hippos.train.registry import config_from_dict
+from hippos.train.task import Task
 
 # 64 examples / batch 16 = 4 steps per epoch; embedding dropout on, so resuming must restore the RNG.
 TINY_AR = ["ar", "--data.n_train=64", "--data.n_test=32", "--batch_size=16", "--epochs=2", "--model.d_model=8",
@@ -125,7 +126,7 @@ def test_lm_task_defaults_follow_the_h3_setups():
     s4d = C.apply_overrides(default_config("ar"), [("model.mixer", "s4d")]).model
     assert s4d.ssm_options() == ("inv", "zoh")
     # the paper's S4D baseline (safari's standalone S4D, postact=None): SSM -> GELU -> Linear, no GLU gate
-    mixer = make_mixer(dataclasses.replace(s4d, vocab_size=12), "s4d")
+    mixer = lm_block(dataclasses.replace(s4d, vocab_size=12), "s4d").mixer
     assert not mixer.glu and mixer.output.out_features == s4d.d_model
 
 
@@ -141,8 +142,8 @@ def test_model_section_is_typed_by_the_task(tmp_path):
     with pytest.raises(TypeError, match="integer"):
         C.apply_overrides(default_config("ih"), [("data.seq_len", "x")])
     C.save_config(ar, tmp_path / "c.json")
-    back = C.config_from_dict(C.load_config(tmp_path / "c.json"))
-    assert isinstance(back.model, LMConfig) and back == C.config_from_dict(json.loads(json.dumps(C.config_to_dict(ar))))
+    back = config_from_dict(C.load_config(tmp_path / "c.json"))
+    assert isinstance(back.model, LMConfig) and back == config_from_dict(json.loads(json.dumps(C.config_to_dict(ar))))
     assert "model.mixer" in C.all_keys(ar) and "data.steps_per_epoch" in C.all_keys(default_config("charlm"))
 
 
@@ -168,17 +169,17 @@ def test_lm_config_errors_before_any_file(tmp_path, capsys, text_file):
 
 def test_two_step_ar_run_writes_a_checkpoint_that_reloads_exactly(tmp_path, monkeypatch):
     built = []
-    real = loop.build_model
-    monkeypatch.setattr(loop, "build_model", lambda mc: built.append(real(mc)) or built[-1])
+    real = Task.build_model
+    monkeypatch.setattr(Task, "build_model", lambda self, cfg: built.append(real(self, cfg)) or built[-1])
     out = tmp_path / "run"
     assert main(["train", *TINY_AR, f"--out_dir={out}", "--max_steps=2"]) == 0
     state = json.loads((out / "checkpoint" / "trainer_state.json").read_text())
     assert state["step"] == 2 and state["batch_in_epoch"] == 2
-    cfg = C.config_from_dict(C.load_config(out / "config.json"))
+    cfg = config_from_dict(C.load_config(out / "config.json"))
     assert cfg.model.vocab_size == 10 and cfg.model.max_len is None  # resolved from the data; no attention
     fresh = build_model(cfg.model).eval()
     ckpt_io.load_weights(fresh, out / "checkpoint" / "model.safetensors")
-    x, _ = load_dataset(cfg, "test")[torch.arange(8)]
+    x, _ = get_task(cfg.task).load_data(cfg).test[torch.arange(8)]
     with torch.no_grad():
         torch.testing.assert_close(fresh(x)[0], built[0].eval()(x)[0], rtol=0, atol=0)
 
@@ -196,7 +197,7 @@ def test_ar_resume_after_a_cut_is_bitwise_identical(tmp_path, mixer):
     assert (ra["test_loss"], ra["test_acc"], ra["best_val_acc"]) == (rb["test_loss"], rb["test_acc"], rb["best_val_acc"])
     assert ra["step"] == 8 and 0 <= ra["test_acc"] <= 1
     if mixer == "attention":  # learned positions: the table is as long as the inputs
-        assert C.config_from_dict(C.load_config(full / "config.json")).model.max_len == 22
+        assert config_from_dict(C.load_config(full / "config.json")).model.max_len == 22
 
 
 def test_charlm_trains_evaluates_bpc_and_resumes_bitwise(tmp_path, text_file, capsys):
@@ -207,7 +208,7 @@ def test_charlm_trains_evaluates_bpc_and_resumes_bitwise(tmp_path, text_file, ca
     assert 0 < results["test_bpc"] < 8 and results["best_val_bpc"] <= results["test_bpc"] + 1e-12
     vocab = json.loads((full / "vocab.json").read_text())
     assert vocab["chars"] == "".join(sorted(set(TEXT)))
-    cfg = C.config_from_dict(C.load_config(full / "config.json"))
+    cfg = config_from_dict(C.load_config(full / "config.json"))
     assert cfg.model.vocab_size == len(vocab["chars"])
 
     assert main(["train", *tiny_charlm(text_file), f"--out_dir={cut}", "--max_steps=2"]) == 0  # 2 steps
@@ -228,4 +229,4 @@ def test_charlm_trains_evaluates_bpc_and_resumes_bitwise(tmp_path, text_file, ca
     text_file.write_text(TEXT + "Z")
     capsys.readouterr()
     assert main(["eval", str(full)]) == 2
-    assert "vocabulary" in capsys.readouterr().err
+    assert "vocab.json" in capsys.readouterr().err

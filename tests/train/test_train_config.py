@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from hippos.cli.train import parse_train_args, resolve_train_config
 from hippos.train import config as C
-from hippos.train.commands import parse_train_args, resolve_train_config
-from hippos.train.tasks import TASKS, default_config
+from hippos.train import default_config, get_task, task_names
+from hippos.train.registry import config_from_dict
 
 
 def test_parse_override_args_forms():
@@ -66,7 +67,7 @@ def test_json_values_are_type_checked():
 def test_config_json_roundtrip(tmp_path):
     cfg = C.apply_overrides(default_config("smnist"), [("model.dropout", "0.2"), ("max_steps", "7")])
     C.save_config(cfg, tmp_path / "c.json")
-    back = C.config_from_dict(C.load_config(tmp_path / "c.json"))
+    back = config_from_dict(C.load_config(tmp_path / "c.json"))
     assert back == cfg
 
 
@@ -77,9 +78,11 @@ def test_all_keys_cover_nested_sections():
 
 
 def test_validate_ranges():
-    for key, value in (("lr", "0"), ("epochs", "0"), ("min_lr_ratio", "2"), ("max_steps", "0"), ("data.noise", "-1")):
+    for key, value in (("lr", "0"), ("epochs", "0"), ("min_lr_ratio", "2"), ("max_steps", "0")):
         with pytest.raises(ValueError, match=key.split(".")[-1]):
             C.validate(C.apply_overrides(C.TrainConfig(), [(key, value)]))
+    with pytest.raises(ValueError, match="data.noise"):  # the data section is checked by its task
+        get_task("delay").check(C.apply_overrides(default_config("delay"), [("data.noise", "-1")]))
 
 
 def test_task_defaults_follow_the_papers():
@@ -87,11 +90,11 @@ def test_task_defaults_follow_the_papers():
         cfg = default_config(name)
         m = cfg.model
         assert (m.n_layers, m.d_model, m.d_state, m.prenorm, m.norm) == (4, 256, 64, True, "layer")
-        assert cfg.batch_size == 50 and cfg.lr == 1e-3 and m.ssm_lr <= 1e-3
+        assert cfg.batch_size == 50 and cfg.lr == 1e-3 and m.ssm_lr is None  # None: min(lr, 1e-3)
         assert (m.d_input, m.n_classes) == (1, 10)
     d = default_config("delay")
     assert d.model.pool == "last" and d.model.mode == "diag"
-    assert set(TASKS) >= {"delay", "smnist", "psmnist"}
+    assert set(task_names()) >= {"delay", "smnist", "psmnist", "classify", "forecast", "ar", "ih", "charlm"}
     assert default_config("delay") is not default_config("delay")
 
 

@@ -13,10 +13,11 @@ from safetensors.torch import load_file
 
 from hippos.cli import main
 from hippos.data.generated import delay
+from hippos.train import build_model
 from hippos.train import checkpoint as ckpt_io
-from hippos.train import loop
-from hippos.train.config import config_from_dict, load_config
-from hippos.train.tasks import build_model
+from hippos.train.config import load_config
+from hippos.train.registry import config_from_dict
+from hippos.train.task import Task
 
 # 48 examples / batch 16 = 3 steps per epoch; dropout on, so resuming must restore the RNG.
 TINY = [
@@ -38,8 +39,8 @@ def _rows(run_dir):
 
 def test_two_steps_write_a_checkpoint_that_reloads_exactly(tmp_path, monkeypatch, capsys):
     built = []
-    real = loop.build_model
-    monkeypatch.setattr(loop, "build_model", lambda mc: built.append(real(mc)) or built[-1])
+    real = Task.build_model
+    monkeypatch.setattr(Task, "build_model", lambda self, cfg: built.append(real(self, cfg)) or built[-1])
     out = tmp_path / "run"
     assert _train(out, "--max_steps=2") == 0
     for name in ("config.json", "metrics.csv", "checkpoint/model.safetensors", "checkpoint/optimizer.pt",
@@ -139,7 +140,8 @@ def corrupt_data(tmp_path):
         (["--task=smnist"], "first argument"),
         (["--config", "/nonexistent/c.json"], "not found"),
         (["smnist", "--data_dir={empty}"], "missing data file"),
-        (["smnist", "--data_dir={corrupt}"], "corrupt data file"),
+        (["smnist", "--data_dir={corrupt}"], "is not the MNIST file"),
+        (["smnist", "--data.noise=0.9"], "unknown config key 'data.noise'"),
         (["--model.n_classes=10", "--model.d_input=3"], "d_input"),
         (["--device=cuda:7"] if not torch.cuda.is_available() else ["--device=bogus"], "device"),
     ],
@@ -149,7 +151,8 @@ def test_train_refuses_bad_input_with_one_line(tmp_path, capsys, corrupt_data, a
     empty.mkdir()
     args = [a.format(empty=empty, corrupt=corrupt_data) for a in args]
     out = tmp_path / "run"
-    _one_line_error(capsys, ["train", *TINY, *args, f"--out_dir={out}"], fragment)
+    tiny = [a for a in TINY if not a.startswith("--data.")] if args[0] == "smnist" else TINY  # delay's data keys
+    _one_line_error(capsys, ["train", *tiny, *args, f"--out_dir={out}"], fragment)
     assert not out.exists()
 
 

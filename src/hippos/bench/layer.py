@@ -18,13 +18,12 @@ LAYER_KINDS = ("s4", "s4d", "attn_fused", "attn_materialized")
 
 def _make(kind: str, d_model: int, d_state: int, L: int) -> torch.nn.Module:
     if kind in ("s4", "s4d"):
-        from hippos.layers import ResidualBlock, S4
+        from hippos.layers import Block, make_mixer
 
-        layer = S4(d_model=d_model, d_state=d_state, mode="dplr" if kind == "s4" else "diag", l_max=L)
-        return ResidualBlock(layer, d_model, norm="layer", prenorm=True)
-    from hippos.bench.transformer import TransformerLayer
+        return Block(make_mixer(kind, d_model, d_state=d_state, l_max=L), d_model, norm="layer", prenorm=True)
+    from hippos.bench.transformer import transformer_layer
 
-    return TransformerLayer(d_model, n_heads=4, attention="fused" if kind == "attn_fused" else "materialized")
+    return transformer_layer(d_model, n_heads=4, attention="fused" if kind == "attn_fused" else "materialized")
 
 
 def build_layer_job(job: dict):
@@ -32,13 +31,11 @@ def build_layer_job(job: dict):
     kind, L, batch, d_model, d_state = job["kind"], job["L"], job["batch"], job["d_model"], job["d_state"]
     module = _make(kind, d_model, d_state, L)
     x = torch.randn(batch, L, d_model, requires_grad=True)
-    is_ssm = kind in ("s4", "s4d")
 
     def fn():
         module.zero_grad(set_to_none=True)
         x.grad = None
-        out = module(x)
-        y = out[0] if is_ssm else out
+        y, _ = module(x)
         y.square().mean().backward()
 
     return fn, {"params": sum(p.numel() for p in module.parameters())}

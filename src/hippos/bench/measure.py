@@ -9,11 +9,9 @@ prints one JSON line.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -60,8 +58,8 @@ def timed(fn, repeats: int, warmup: int = 1) -> list[float]:
 
 
 def run_isolated(job: dict, timeout: float = 900.0) -> dict:
-    """Run ``job`` (see :func:`_worker`) in a subprocess; returns its JSON or an error record."""
-    cmd = [sys.executable, "-m", "hippos.bench.measure", json.dumps(job)]
+    """Run ``job`` (see :func:`hippos.bench.worker.run_job`) in a subprocess; returns its JSON or an error record."""
+    cmd = [sys.executable, "-m", "hippos.bench.worker", json.dumps(job)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -70,39 +68,3 @@ def run_isolated(job: dict, timeout: float = 900.0) -> dict:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return {**job, "error": tail[:200]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _worker(job: dict) -> dict:
-    import torch
-
-    torch.manual_seed(0)
-    if job["what"] == "generate":  # times its own phases (prefill, decode) and memory
-        from hippos.bench.generate import run_generate_job
-
-        return run_generate_job(job)
-    if job["what"] == "layer":
-        from hippos.bench.layer import build_layer_job
-
-        fn, meta = build_layer_job(job)
-    else:
-        from hippos.bench.step import build_step_job
-
-        fn, meta = build_step_job(job)
-    gc.collect()
-    reset = reset_peak_rss()
-    base = current_rss_bytes()
-    fn()  # warm-up (kernel-length growth, allocator); its peak counts as for any real use
-    times = timed(fn, job.get("repeats", 3), warmup=0)
-    peak = peak_rss_bytes()
-    return {
-        **job,
-        **meta,
-        "median_s": statistics.median(times),
-        "times_s": times,
-        "extra_peak_bytes": max(0, peak - base),
-        "peak_is_exact": reset,
-    }
-
-
-if __name__ == "__main__":
-    print(json.dumps(_worker(json.loads(sys.argv[1]))))

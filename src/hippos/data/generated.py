@@ -22,10 +22,29 @@ different streams (numpy PCG64), and nothing depends on the training seed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-__all__ = ["SPLITS", "TEMPLATE_SEED", "TensorSequences", "codewords", "delay", "delay_patterns"]
+__all__ = [
+    "DelayDataConfig","SPLITS", "TEMPLATE_SEED", "TensorSequences", "codewords", "delay", "delay_patterns"]
+
+
+@dataclass
+class DelayDataConfig:
+    """The data section of the ``delay`` task: the arguments of :func:`delay` (``n_classes`` is
+    the model's)."""
+
+    length: int = 512  # sequence length L
+    bits: int = 8  # the class patterns are codewords of this many ±1 bits ...
+    bit_length: int = 8  # ... each held this many steps
+    noise: float = 0.2  # standard deviation of the Gaussian background
+    n_train: int = 8000
+    n_val: int = 1000
+    n_test: int = 1000
+    seed: int = 0
+
 
 SPLITS = ("train", "val", "test")
 

@@ -17,16 +17,18 @@ downloaded at run time. ``download_mnist(dest)`` fetches them for users with int
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import shutil
-import struct
 import tempfile
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from hippos.data.idx import file_sha256 as _sha256
+from hippos.data.idx import read_idx
 
 __all__ = [
     "FILES",
@@ -66,8 +68,6 @@ PERMUTATION_SEED = 0
 
 ENV_VAR = "HIPPOS_DATA"
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
-
 # (resolved path, size, mtime_ns) of files whose SHA-256 matched in this process.
 _verified: set[tuple[str, int, int]] = set()
 
@@ -96,20 +96,14 @@ def mnist_dir(data_dir: str | os.PathLike | None = None) -> Path:
     return root
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify_file(path: str | os.PathLike, sha256: str, size: int | None = None) -> Path:
     """Check that ``path`` exists and has the given SHA-256 (and size); return it.
 
     A file is hashed once per process: the result is remembered under (path, size, mtime),
     so a file replaced or touched since is hashed again. Raises ``FileNotFoundError`` for a
-    missing file and ``ValueError`` naming the file for a wrong size or checksum.
+    missing file and ``ValueError`` naming the file for a wrong size or checksum: "is
+    incomplete" for a shorter gzip stream cut off before its end (an interrupted download),
+    else "is not the MNIST file", pointing at ``hippos train classify`` for other idx data.
     """
     path = Path(path)
     try:
@@ -122,44 +116,39 @@ def verify_file(path: str | os.PathLike, sha256: str, size: int | None = None) -
     if key in _verified:
         return path
     if size is not None and st.st_size != size:
-        raise ValueError(f"corrupt data file {str(path)!r}: {st.st_size} bytes, expected {size}")
+        if st.st_size < size and _cut_short(path):
+            raise ValueError(
+                f"{str(path)!r} is incomplete ({st.st_size} bytes of {size}; its gzip stream ends early): "
+                "an interrupted download? fetch it again with hippos.data.mnist.download_mnist"
+            )
+        raise ValueError(_not_mnist(path, f"size differs: {st.st_size} bytes, expected {size}"))
     digest = _sha256(path)
     if digest != sha256:
-        raise ValueError(f"corrupt data file {str(path)!r}: SHA-256 {digest[:16]}..., expected {sha256[:16]}...")
+        raise ValueError(_not_mnist(path, f"SHA-256 differs: got {digest[:16]}..., expected {sha256[:16]}..."))
     _verified.add(key)
     return path
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Parse an idx file (gzip-compressed if its name ends in ``.gz``) into a numpy array.
+def _not_mnist(path: Path, why: str) -> str:
+    return (
+        f"{str(path)!r} is not the MNIST file ({why}); for other idx data use "
+        "`hippos train classify --data.format=idx --data.path=... --data.labels_path=...`"
+    )
 
-    Format (LeCun's MNIST page): big-endian ``0x00 0x00 dtype ndim``, then ``ndim`` uint32
-    sizes, then the data. The magic, the dimensions and the data length are validated;
-    ``ValueError`` names the file otherwise.
-    """
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
+
+def _cut_short(path: Path) -> bool:
+    """Whether ``path`` is empty or a gzip stream that ends before its end marker (a partial download)."""
+    if path.stat().st_size == 0:
+        return True
     try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:
-        raise ValueError(f"cannot read idx file {str(path)!r}: {e}") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise ValueError(f"{str(path)!r} is not an idx file (bad magic {raw[:4].hex() or 'empty'})")
-    code, ndim = raw[2], raw[3]
-    if code not in _IDX_DTYPES or ndim < 1:
-        raise ValueError(f"{str(path)!r}: unsupported idx type 0x{code:02x} with {ndim} dimensions")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"{str(path)!r}: truncated idx header")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    dtype = np.dtype(_IDX_DTYPES[code])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(raw) - header != expected:
-        raise ValueError(
-            f"{str(path)!r}: idx header says shape {shape} ({expected} bytes of data), file holds {len(raw) - header}"
-        )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+        with gzip.open(path, "rb") as f:
+            while f.read(1 << 20):
+                pass
+    except EOFError:
+        return True
+    except (OSError, ValueError, zlib.error):  # not gzip at all, or damaged inside: another file, not a cut-off one
+        return False
+    return False
 
 
 def _load_pair(directory: Path, prefix: str, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "SyntheticDataConfig",
     "TASKS",
     "SyntheticTask",
     "TokenSequences",
@@ -54,6 +55,18 @@ __all__ = [
     "make_synthetic_splits",
     "n_distinct",
 ]
+
+
+@dataclass
+class SyntheticDataConfig:
+    """The data section of the H3 synthetic tasks ``ar`` and ``ih`` (the trainer's view of :class:`SyntheticTask`)."""
+
+    vocab_size: int = 10  # all tokens, the specials => and . included
+    seq_len: int = 20  # the generator's length (AR: counts keys and values; inputs are seq_len + 2)
+    n_train: int = 5000
+    n_test: int = 500  # the test split also serves as the validation split (the reference has none)
+    seed: int = 0  # the examples (not the training seed)
+
 
 COPY_PREFIX = "=>"
 NOOP = "."

@@ -22,12 +22,14 @@ import hashlib
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 __all__ = [
+    "TextDataConfig",
     "ENV_VAR",
     "TINYSHAKESPEARE",
     "CharVocab",
@@ -40,6 +42,17 @@ __all__ = [
     "tinyshakespeare",
     "verify_checksum",
 ]
+
+
+@dataclass
+class TextDataConfig:
+    """The data section of the ``charlm`` task: character-level text."""
+
+    path: str | None = None  # a UTF-8 text file; none: <data_dir>/tinyshakespeare/input.txt
+    seq_len: int = 256  # characters per training window
+    val_fraction: float = 0.1  # the last fraction of the characters is the validation text
+    steps_per_epoch: int = 500  # random-window batches between two validations
+
 
 ENV_VAR = "HIPPOS_DATA"
 

@@ -7,20 +7,15 @@ measure's window and compared with the truth. Prints one MSE row per measure, wr
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from hippos.cli_types import positive_float, positive_int
-from hippos.data.signals import bandlimited_noise
-from hippos.discretize import METHODS
-from hippos.hippo import MEASURES
 from hippos.projection import project, reconstruct, window
 
-__all__ = ["Reconstruction", "run_reconstruction", "add_parser"]
+__all__ = ["Reconstruction", "plot_reconstruction", "run_reconstruction"]
 
 #: Default time scale of each measure for a signal of unit duration: the translated Legendre
 #: and Fourier windows cover the whole record; LagT's exponential memory is shorter, since N
@@ -61,7 +56,7 @@ def run_reconstruction(
     return Reconstruction(measure, N, theta, (max(a, 0.0), b), mse, seconds, s[inside], u_hat)
 
 
-def _plot(u: torch.Tensor, results: list[Reconstruction], path: Path, title: str) -> None:
+def plot_reconstruction(u: torch.Tensor, results: list[Reconstruction], path: Path, title: str) -> None:
     try:
         import matplotlib
 
@@ -89,39 +84,3 @@ def _plot(u: torch.Tensor, results: list[Reconstruction], path: Path, title: str
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)
-
-
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "hippo",
-        help="HiPPO demo: online projection of band-limited noise and its reconstruction (PNG + MSE table)",
-        description="Feed seeded band-limited white noise on [0, 1] through the HiPPO recurrence of a "
-        "measure, rebuild the signal from the final state, print the MSE and write a PNG.",
-    )
-    p.add_argument("--measure", choices=MEASURES, default="legs", help="HiPPO measure (default: legs)")
-    p.add_argument("--all-measures", action="store_true", help="run every measure, one plot panel each")
-    p.add_argument("--N", type=positive_int, default=64, help="state size / polynomial degree (default: 64)")
-    p.add_argument("--length", type=positive_int, default=2000, help="number of samples on [0, 1] (default: 2000)")
-    p.add_argument("--bandwidth", type=positive_float, default=10.0, help="highest frequency of the noise, cycles per unit time (default: 10)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the signal (default: 0)")
-    p.add_argument("--theta", type=positive_float, default=None, help="time scale of the translated measures (default: 1 for legt/fout, 0.1 for lagt)")
-    p.add_argument("--method", choices=tuple(METHODS), default="zoh", help="discretization (default: zoh, exact for held samples)")
-    p.add_argument("--out", type=Path, default=Path("hippo_reconstruction.png"), help="PNG path (default: ./hippo_reconstruction.png)")
-    p.set_defaults(func=_main)
-
-
-def _main(args: argparse.Namespace) -> int:
-    if args.length < 2:
-        raise ValueError("--length must be at least 2")
-    u = bandlimited_noise(args.length, args.bandwidth, seed=args.seed)
-    measures = MEASURES if args.all_measures else (args.measure,)
-    results = [run_reconstruction(u, m, args.N, args.theta, args.method) for m in measures]
-    print(f"band-limited noise: {args.length} samples on [0, 1], bandwidth {args.bandwidth:g}, seed {args.seed}; discretization {args.method}")
-    print("| measure | N | θ | window | MSE | seconds |")
-    print("|---|---|---|---|---|---|")
-    for r in results:
-        print(f"| {r.measure} | {r.N} | {r.theta:g} | [{r.window[0]:g}, {r.window[1]:g}] | {r.mse:.3e} | {r.seconds:.2f} |")
-    title = f"HiPPO online reconstruction: {args.length} samples, bandwidth {args.bandwidth:g}, seed {args.seed}, {args.method}"
-    _plot(u, results, args.out, title)
-    print(f"wrote {args.out}")
-    return 0

@@ -25,7 +25,9 @@ step ``Δ/r``, so ``K_r[l] ≈ K[l/r]/r`` (S4 §4.3, speech at 0.5×).
 **Dtypes.** Parameters are real tensors (a complex parameter is stored with ``view_as_real`` and
 made complex in the subclass's ``_params``); kernels compute in float32/complex64 with autocast
 off, or in float64/complex128 after ``.double()``. SSM parameters (A or Λ, B, P, log Δ; not C)
-carry ``p._optim = {"lr": min(lr, 1e-3), "weight_decay": 0.0}`` for the trainer.
+carry ``p._optim = {"lr": lr, "weight_decay": 0.0}`` for the trainer: ``lr=None`` (the default)
+leaves the rate to :func:`hippos.train.optim.param_groups` (``min(base lr, 1e-3)``, the papers'
+setting); a number is used exactly as given, with no cap.
 """
 
 from __future__ import annotations
@@ -41,10 +43,16 @@ from hippos.kernels import dense
 __all__ = ["SSMKernel", "ssm_parameter", "conj_extend", "dense_oracle", "dense_power_products", "dense_state_scan"]
 
 
-def ssm_parameter(data: torch.Tensor, lr: float) -> nn.Parameter:
-    """A Parameter with the optimizer hint of the S4 papers: lr capped at 1e-3, no weight decay."""
+def ssm_parameter(data: torch.Tensor, lr: float | None = None) -> nn.Parameter:
+    """A Parameter with the optimizer hint of an SSM parameter: ``{"lr": lr, "weight_decay": 0.0}``.
+
+    ``lr=None``: not set by the user, the trainer picks ``min(base lr, 1e-3)`` (S4 §4); a finite
+    number > 0 is stored as given and used as given (the one rule: ``hippos.train.optim``).
+    """
+    if lr is not None:
+        lr = _check_pos_float("lr", lr)
     p = nn.Parameter(data)
-    p._optim = {"lr": min(lr, 1e-3), "weight_decay": 0.0}
+    p._optim = {"lr": lr, "weight_decay": 0.0}
     return p
 
 
@@ -74,14 +82,14 @@ class SSMKernel(nn.Module):
     disc: str = "zoh"
     state_is_complex: bool = True
 
-    def __init__(self, *, d_model: int, d_state: int, dt_min: float = 1e-3, dt_max: float = 1e-1, lr: float = 1e-3, dtype: torch.dtype = torch.float32):
+    def __init__(self, *, d_model: int, d_state: int, dt_min: float = 1e-3, dt_max: float = 1e-1, lr: float | None = None, dtype: torch.dtype = torch.float32):
         super().__init__()
         self.d_model = _check_pos_int("d_model", d_model)
         self.d_state = _check_pos_int("d_state", d_state)
         dt_min, dt_max = _check_pos_float("dt_min", dt_min), _check_pos_float("dt_max", dt_max)
         if dt_min > dt_max:
             raise ValueError(f"dt_min must be <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
-        self.lr = _check_pos_float("lr", lr)
+        self.lr = None if lr is None else _check_pos_float("lr", lr)
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         u = torch.rand(d_model, dtype=torch.float64)

@@ -15,8 +15,10 @@ conjugates; the system is real). Parameters: ``log(-Re Λ), Im Λ: r(H M)``; ``P
   conjugate), ``g(ω) = (2/Δ)(1-ω)/(1+ω) = (2/Δ)·i·tan(πk/L)``. K̄ is real, so only
   ``k = 0..⌊L/2⌋`` are evaluated and ``K̄ = irfft(K̂, L)``; the Nyquist point ``ω = -1`` (g = ∞)
   takes its limit ``K̂(-1) = (Δ/2) Σ_N C̃ B``.
-* length: a longer kernel grows ``l_kernel`` by doubling, ``C̃_{2L} = C̃_L (I + Ā^L)`` (exact, no
-  inverse); a shorter one is the longer one truncated; another rate re-bases
+* length: a longer kernel doubles L_k, ``C̃_{2L} = C̃_L (I + Ā^L)`` (exact, no inverse), out of
+  place and for that call only (``forward`` never rewrites a parameter or buffer; the explicit
+  :meth:`DPLRKernel.grow` does it in place, once); a shorter one is the longer one truncated;
+  another rate re-bases
   ``C̃' = C̃ (I - Ā^{L_k})⁻¹ (I - Ā_r^{L})`` through dense N×N matrices (complex128).
 * step (O(N·R)): ``x' = (I - Δ/2·A)⁻¹ [(I + Δ/2·A) x + Δ B u]``; with the inverse by Woodbury the
   product collapses to ``Ā = E(1 + Δ/2·Λ) - Δ (E P S)(P* E)``, again diagonal plus rank R, applied in the
@@ -45,8 +47,10 @@ class DPLRKernel(SSMKernel):
     """S4 kernel. ``forward(L, rate) -> r(H L)``; state ``c(B H N/2)``. See the module docstring.
 
     ``l_max`` is the initial kernel length L_k (set it to the training length: a kernel of
-    length L <= L_k costs L_k); Re Λ is clamped to <= -1e-4 at init (LegT and FouT have Re Λ = 0,
-    which ``log(-Re Λ)`` cannot hold).
+    length L <= L_k costs L_k; a longer one also costs its growth, dense N×N powers, on every
+    call until :meth:`grow` sets L_k up for it); Re Λ is clamped to <= -1e-4 at init (LegT and
+    FouT have Re Λ = 0, which ``log(-Re Λ)`` cannot hold). ``lr``: the optimizer hint of the SSM
+    parameters (None: the trainer's default, see :func:`hippos.kernels.base.ssm_parameter`).
     """
 
     disc = "bilinear"
@@ -60,7 +64,7 @@ class DPLRKernel(SSMKernel):
         l_max: int = 1024,
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
-        lr: float = 1e-3,
+        lr: float | None = None,
         dtype: torch.dtype = torch.float32,
     ):
         super().__init__(d_model=d_model, d_state=d_state, dt_min=dt_min, dt_max=dt_max, lr=lr, dtype=dtype)
@@ -114,13 +118,14 @@ class DPLRKernel(SSMKernel):
         Ct_new = (C[:, None, :] @ (I - torch.linalg.matrix_power(Ab, L)))[:, 0]
         return Ct_new[..., : Lam.shape[-1]].to(dtype)
 
-    @torch.no_grad()
-    def grow(self, L: int) -> None:
-        """Double ``l_kernel`` until it is >= L, with ``C̃ ← C̃ (I + Ā^{L_k})`` each time (in place)."""
+    def _grown(self, Lam, P, B, Ct, L: int) -> tuple[torch.Tensor, int]:
+        """``(C̃_{L'}: c128(H M), L')`` with ``L' = 2^j L_k`` the first doubling of ``l_kernel`` >= L:
+        ``C̃_{2L} = C (I - Ā^{2L}) = C̃_L (I + Ā^L)`` each time (exact, no inverse), in complex128
+        through dense N×N powers. Out of place and differentiable; ``(C̃, L_k)`` when ``L <= L_k``."""
         Lk = int(self.l_kernel)
         if L <= Lk:
-            return
-        Lam, P, B, Ct = self._params(_C128)
+            return Ct, Lk
+        Lam, P, B, Ct = (t.to(_C128) for t in (Lam, P, B, Ct))
         _, _, Ab, _ = self._dense(Lam, P, B, self.dt())
         AL = torch.linalg.matrix_power(Ab, Lk)
         Ct = conj_extend(Ct)
@@ -129,7 +134,24 @@ class DPLRKernel(SSMKernel):
             Lk *= 2
             if Lk < L:
                 AL = AL @ AL
-        self.C_tilde.copy_(torch.view_as_real(Ct[..., : Lam.shape[-1]].contiguous()).to(self.C_tilde.dtype))
+        return Ct[..., : Lam.shape[-1]], Lk
+
+    @torch.no_grad()
+    def grow(self, L: int) -> None:
+        """Set the kernel up for length L, in place: double ``l_kernel`` until it is >= L, with
+        ``C̃ ← C̃ (I + Ā^{L_k})`` each time (the same C, so the same kernel and step).
+
+        The one call that rewrites ``C̃`` and ``l_kernel``; :meth:`forward` never does (a longer
+        kernel grows out of place for that call only, at the cost of the dense N×N powers each
+        time). Call it once, outside any graph, before training or generating at a length above
+        ``l_max``; ``l_kernel`` is a buffer, so a checkpoint keeps the meaning of C̃.
+        """
+        L = self._check_L(L)
+        if L <= int(self.l_kernel):
+            return
+        with self._no_autocast():
+            Ct, Lk = self._grown(*self._params(), L)
+        self.C_tilde.copy_(torch.view_as_real(Ct.contiguous()).to(self.C_tilde.dtype))
         self.l_kernel.fill_(Lk)
 
     # ---- generating function ----------------------------------------------------------------
@@ -170,15 +192,18 @@ class DPLRKernel(SSMKernel):
     def forward(self, L: int, rate: float = 1.0) -> torch.Tensor:
         """``K̄_l = C Ā^l B̄`` for ``l < L`` at step ``Δ/rate``. Returns ``r(H L)``.
 
-        At rate 1 a kernel longer than ``l_kernel`` first grows it (in place, see :meth:`grow`).
+        Pure: at rate 1 a kernel longer than ``l_kernel`` uses C̃ doubled out of place (and
+        differentiably) to the first ``2^j l_kernel >= L``, for this call only; parameters and
+        buffers stay as they are (:meth:`grow` is the explicit, in-place way to lengthen it).
         """
         L, rate = self._check_L(L), _check_pos_float("rate", rate)
-        if rate == 1.0 and L > int(self.l_kernel):
-            self.grow(L)
         with self._no_autocast():
             Lam, P, B, Ct = self._params()
             if rate == 1.0:
                 Lk = int(self.l_kernel)
+                if L > Lk:
+                    Ct, Lk = self._grown(Lam, P, B, Ct, L)
+                    Ct = Ct.to(Lam.dtype)
                 return torch.fft.irfft(self._generating(Lam, P, Ct, B, self.dt(), Lk), n=Lk)[..., :L]
             Ct = self._rebase(Lam, P, B, Ct, rate, L)
             return torch.fft.irfft(self._generating(Lam, P, Ct, B, self.dt(rate), L), n=L)

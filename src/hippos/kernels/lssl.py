@@ -52,7 +52,7 @@ class DenseKernel(SSMKernel):
         disc: str = "bilinear",
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
-        lr: float = 1e-3,
+        lr: float | None = None,
         dtype: torch.dtype = torch.float32,
     ):
         super().__init__(d_model=d_model, d_state=d_state, dt_min=dt_min, dt_max=dt_max, lr=lr, dtype=dtype)

@@ -61,9 +61,10 @@ class ShiftKernel(SSMKernel):
     Args:
         d_model: channels H.
         d_state: taps N (the shift register length; 64 in H3).
-        train_B: learn B (init ``e₁``, optimizer hint lr ≤ ``lr``, no weight decay) or keep it
+        train_B: learn B (init ``e₁``, SSM optimizer hint: ``lr``, no weight decay) or keep it
             fixed at ``e₁`` (a buffer).
-        lr: learning-rate cap hinted on B (SSM parameter); C has no hint (ordinary weight).
+        lr: learning rate hinted on B (SSM parameter): None (default) lets the trainer use
+            ``min(lr, 1e-3)``, a number is used as given; C has no hint (ordinary weight).
         dtype: float32 or float64 storage.
 
     C is drawn ``N(0, 1)`` per tap (the paper's code). See the module docstring for the math.
@@ -72,11 +73,11 @@ class ShiftKernel(SSMKernel):
     disc = "forward_euler"  # for the oracle: A = S - I, Δ = 1 gives Ā = S, B̄ = B exactly
     state_is_complex = False
 
-    def __init__(self, *, d_model: int, d_state: int = 64, train_B: bool = True, lr: float = 1e-3, dtype: torch.dtype = torch.float32):
+    def __init__(self, *, d_model: int, d_state: int = 64, train_B: bool = True, lr: float | None = None, dtype: torch.dtype = torch.float32):
         nn.Module.__init__(self)  # no Δ: the base's log_dt is not created
         self.d_model = _check_pos_int("d_model", d_model)
         self.d_state = _check_pos_int("d_state", d_state)
-        self.lr = _check_pos_float("lr", lr)
+        self.lr = None if lr is None else _check_pos_float("lr", lr)
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         H, N = d_model, d_state

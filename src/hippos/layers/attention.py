@@ -28,15 +28,17 @@ autograd the cache grows by concatenation (no in-place writes in a graph).
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["KVCache", "KVStore", "MultiHeadAttention", "POSITIONS"]
+__all__ = ["IMPLS", "KVCache", "KVStore", "MultiHeadAttention", "POSITIONS"]
 
 POSITIONS = ("none", "learned")
+IMPLS = ("fused", "materialized")
 
 
 class KVStore:
@@ -84,9 +86,13 @@ class MultiHeadAttention(nn.Module):
             follow an H3 layer that carries order) or ``"learned"`` (absolute embeddings added to
             the layer's input, initialized N(0, 0.02²)).
         dropout: attention-probability dropout, active only in training mode.
+        impl: ``"fused"`` (:func:`torch.nn.functional.scaled_dot_product_attention`: no L×L
+            matrix kept when a flash/memory-efficient kernel applies) or ``"materialized"``
+            (``softmax(q kᵀ/√d_head + mask) v`` written out, storing the (B, n_heads, L, T+L)
+            matrix: the reference, and the S4 paper's Transformer baseline, S4 Table 3).
     """
 
-    def __init__(self, d_model: int, n_heads: int, max_len: int | None = None, pos: str = "none", dropout: float = 0.0):
+    def __init__(self, d_model: int, n_heads: int, max_len: int | None = None, pos: str = "none", dropout: float = 0.0, impl: str = "fused"):
         super().__init__()
         for name, value in (("d_model", d_model), ("n_heads", n_heads)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -101,8 +107,10 @@ class MultiHeadAttention(nn.Module):
             raise ValueError("pos='learned' needs max_len (the size of the position table)")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if impl not in IMPLS:
+            raise ValueError(f"unknown impl {impl!r}; expected one of {', '.join(IMPLS)}")
         self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
-        self.max_len, self.pos, self.dropout = max_len, pos, dropout
+        self.max_len, self.pos, self.dropout, self.impl = max_len, pos, dropout, impl
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out_proj = nn.Linear(d_model, d_model)
         self.pos_emb = nn.Embedding(max_len, d_model) if pos == "learned" else None
@@ -110,7 +118,7 @@ class MultiHeadAttention(nn.Module):
             nn.init.normal_(self.pos_emb.weight, std=0.02)
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, n_heads={self.n_heads}, max_len={self.max_len}, pos={self.pos!r}"
+        return f"d_model={self.d_model}, n_heads={self.n_heads}, max_len={self.max_len}, pos={self.pos!r}, impl={self.impl!r}"
 
     # ------------------------------------------------------------------ helpers
     def _check(self, u: torch.Tensor, dims: int, what: str) -> None:
@@ -148,6 +156,23 @@ class MultiHeadAttention(nn.Module):
         st.filled = T + L
         return KVCache(st.keys[:, :, : T + L], st.values[:, :, : T + L], st)
 
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, T: int) -> torch.Tensor:
+        """``q: r(B nh L dh)``, ``k, v: r(B nh T+L dh)`` -> ``o: r(B nh L dh)``; query i (absolute
+        position T + i) sees keys j <= T + i."""
+        L = q.shape[-2]
+        dropout = self.dropout if self.training else 0.0
+        if self.impl == "materialized":
+            scores = q @ k.transpose(-1, -2) / math.sqrt(self.d_head)  # (B nh L T+L)
+            mask = torch.ones(L, T + L, dtype=torch.bool, device=q.device).tril(diagonal=T)
+            p = F.dropout(scores.masked_fill(~mask, float("-inf")).softmax(-1), dropout, training=dropout > 0)
+            return p @ v
+        if T == 0:
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        if L == 1:  # one new token sees the whole cache
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        mask = torch.ones(L, T + L, dtype=torch.bool, device=q.device).tril(diagonal=T)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+
     # ------------------------------------------------------------------ both views
     def forward(self, u: torch.Tensor, state: KVCache | None = None, return_state: bool = False):
         """``u: r(B L d)`` -> ``(y: r(B L d), next_state: KVCache | None)``.
@@ -171,14 +196,7 @@ class MultiHeadAttention(nn.Module):
         elif state is not None:
             k = torch.cat([state.keys.to(k.dtype), k], dim=-2)  # (B nh T+L dh)
             v = torch.cat([state.values.to(v.dtype), v], dim=-2)
-        dropout = self.dropout if self.training else 0.0
-        if T == 0:
-            o = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
-        elif L == 1:  # one new token sees the whole cache
-            o = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
-        else:  # query i (absolute position T + i) sees keys j <= T + i
-            mask = torch.ones(L, T + L, dtype=torch.bool, device=u.device).tril(diagonal=T)
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        o = self._attend(q, k, v, T)  # (B nh L dh)
         y = self.out_proj(o.transpose(1, 2).reshape(B, L, d))
         if keep and cache is None:
             cache = KVCache(k, v)

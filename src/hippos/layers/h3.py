@@ -56,7 +56,8 @@ class H3(nn.Module):
         init, disc: diagonal-SSM init and discretization (``"lin"``, ``"bilinear"``: S4D-Lin, H3 §3.2).
         train_shift_B: learn the shift SSM's B (init e₁) or keep it fixed.
         dt_min, dt_max: range of the log-uniform initial Δ of the diagonal SSM.
-        lr: learning-rate cap hinted on the SSM parameters (A, B, Δ; no weight decay).
+        lr: learning rate hinted on the SSM parameters (A, B, Δ; no weight decay): None (default)
+            lets the trainer use ``min(lr, 1e-3)``, a number is used as given.
     """
 
     def __init__(
@@ -70,7 +71,7 @@ class H3(nn.Module):
         train_shift_B: bool = True,
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
-        lr: float = 1e-3,
+        lr: float | None = None,
     ):
         super().__init__()
         for name, value in (("d_model", d_model), ("head_dim", head_dim)):

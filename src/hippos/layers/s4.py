@@ -27,7 +27,7 @@ MODES = ("dplr", "diag", "dense")
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "identity": nn.Identity}
 
 
-def _make_kernel(mode: str, d_model: int, d_state: int, init: str | None, disc: str | None, dt_min: float, dt_max: float, lr: float, l_max: int):
+def _make_kernel(mode: str, d_model: int, d_state: int, init: str | None, disc: str | None, dt_min: float, dt_max: float, lr: float | None, l_max: int):
     if mode == "dplr":
         return DPLRKernel(d_model=d_model, d_state=d_state, measure=init or "legs", l_max=l_max, dt_min=dt_min, dt_max=dt_max, lr=lr)
     if mode == "diag":
@@ -48,15 +48,17 @@ class S4(nn.Module):
         init: HiPPO measure (dplr/dense; ``"random"`` too for dense) or diagonal init (diag).
         disc: ``"zoh"`` or ``"bilinear"`` (diag and dense; dplr is always bilinear).
         dt_min, dt_max: range of the log-uniform initial step Δ per channel.
-        lr: learning-rate cap hinted on the SSM parameters (no weight decay on them).
+        lr: learning rate hinted on the SSM parameters (no weight decay on them): None (default)
+            lets the trainer use ``min(lr, 1e-3)``, a number is used as given.
         dropout: dropout after the activation.
         tie_dropout: one dropout mask per (sequence, channel), shared along L (the S4
             reference's ``DropoutNd``); else element-wise.
         activation: ``gelu``, ``relu``, ``silu``, ``tanh`` or ``identity``.
         output: ``"glu"`` (linear H -> 2H then GLU) or ``"linear"`` (H -> H).
         bidirectional: add an anti-causal kernel (sees the future; no recurrent view).
-        l_max: the sequence length the DPLR kernel is set up for (it grows on demand; a kernel
-            of length L <= l_max costs l_max, so set it to the training length).
+        l_max: the sequence length the DPLR kernel is set up for (a kernel of length L <= l_max
+            costs l_max, so set it to the training length; a longer one is computed out of place
+            on every call, or set up once with ``layer.kernel.grow(L)``).
     """
 
     def __init__(
@@ -68,7 +70,7 @@ class S4(nn.Module):
         disc: str | None = None,
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
-        lr: float = 1e-3,
+        lr: float | None = None,
         dropout: float = 0.0,
         tie_dropout: bool = False,
         activation: str = "gelu",

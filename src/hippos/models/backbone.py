@@ -1,4 +1,5 @@
-"""A deep SSM backbone: linear encoder, a stack of residual S4 blocks, final norm.
+"""A deep SSM backbone: linear encoder, a stack of residual S4 blocks (:class:`~hippos.layers.Block`
+around the mixer ``"s4"``, ``"s4d"`` or ``"lssl"`` of ``ModelConfig.mode``), final norm.
 
 S4 (arXiv 2111.00396, Appendix D.2). ``x: r(B L d_input) -> r(B L H)``; keeps the layer
 contract (``forward(x, state)``, ``step``, ``default_state``, ``setup_step``) across the stack.
@@ -9,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hippos.layers.block import ResidualBlock, make_norm
-from hippos.layers.s4 import S4
+from hippos.layers.block import Block, make_norm
+from hippos.layers.mixers import MIXER_OF_MODE, make_mixer
 from hippos.models.config import ModelConfig
 
 __all__ = ["SSMBackbone"]
@@ -19,14 +20,16 @@ __all__ = ["SSMBackbone"]
 class SSMBackbone(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        if cfg.mode not in MIXER_OF_MODE:
+            raise ValueError(f"unknown S4 mode {cfg.mode!r}; expected one of {', '.join(MIXER_OF_MODE)}")
         self.cfg = cfg
         self.encoder = nn.Linear(cfg.d_input, cfg.d_model)
         self.blocks = nn.ModuleList(
-            ResidualBlock(
-                S4(
-                    d_model=cfg.d_model,
+            Block(
+                make_mixer(
+                    MIXER_OF_MODE[cfg.mode],
+                    cfg.d_model,
                     d_state=cfg.d_state,
-                    mode=cfg.mode,
                     init=cfg.init,
                     disc=cfg.disc,
                     dt_min=cfg.dt_min,

@@ -1,4 +1,8 @@
-"""Sequence classifier: SSM backbone, masked mean (or last-step) pooling, linear head."""
+"""Sequence classifier: SSM backbone, masked mean (or last-step) pooling, linear head.
+
+Like every model, it returns ``(out, state)``: ``(logits, None)``, as a pooled classifier has no
+state to carry to a next call.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ __all__ = ["SequenceClassifier"]
 
 
 class SequenceClassifier(nn.Module):
-    """``x: r(B L d_input)``, ``lengths: long(B)`` or None -> logits ``r(B n_classes)``."""
+    """``x: r(B L d_input)``, ``lengths: long(B)`` or None -> ``(logits: r(B n_classes), None)``."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -22,7 +26,7 @@ class SequenceClassifier(nn.Module):
         self.backbone = SSMBackbone(cfg)
         self.head = nn.Linear(cfg.d_model, cfg.n_classes)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None, rate: float = 1.0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None, rate: float = 1.0) -> tuple[torch.Tensor, None]:
         h, _ = self.backbone(x, lengths=lengths, rate=rate)  # (B L H)
         B, L, _ = h.shape
         if self.cfg.pool == "last":
@@ -33,4 +37,4 @@ class SequenceClassifier(nn.Module):
         else:
             mask = (torch.arange(L, device=h.device)[None, :] < lengths[:, None]).to(h.dtype)  # (B L)
             pooled = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-        return self.head(pooled)
+        return self.head(pooled), None

@@ -27,7 +27,7 @@ class ModelConfig:
     disc: str = "zoh"  # diag only; dplr is bilinear
     dt_min: float = 1e-3
     dt_max: float = 1e-1
-    ssm_lr: float = 1e-3
+    ssm_lr: float | None = None  # SSM parameters' learning rate; None: min(lr, 1e-3), a number: used as given
     dropout: float = 0.0
     tie_dropout: bool = False  # one mask per (sequence, channel), shared along L
     activation: str = "gelu"

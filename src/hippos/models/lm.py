@@ -35,55 +35,34 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hippos.layers.attention import MultiHeadAttention
-from hippos.layers.h3 import H3
-from hippos.layers.mlp import MLP
-from hippos.layers.s4 import S4
-from hippos.models.lm_config import LMConfig
+from hippos.layers.block import Block
+from hippos.layers.mixers import make_mixer
+from hippos.models.lm_config import MIXERS, LMConfig
 
-__all__ = ["LMBlock", "LanguageModel", "make_mixer", "sample_logits"]
+__all__ = ["LanguageModel", "lm_block", "mixer_options", "sample_logits"]
 
 
-def make_mixer(cfg: LMConfig, kind: str) -> nn.Module:
-    """The sequence mixer ``kind`` (``"h3"``, ``"s4d"``, ``"s4"``, ``"attention"``) of ``cfg``'s width."""
-    init, disc = cfg.ssm_options()
-    ssm = {"dt_min": cfg.dt_min, "dt_max": cfg.dt_max, "lr": cfg.ssm_lr}
-    if kind == "h3":
-        return H3(cfg.d_model, d_state=cfg.d_state, head_dim=cfg.head_dim, shift_state=cfg.shift_state, init=init, disc=disc, **ssm)
-    if kind == "s4d":
-        return S4(cfg.d_model, d_state=cfg.d_state, mode="diag", init=init, disc=disc, dropout=cfg.dropout, output=cfg.s4_output, **ssm)
-    if kind == "s4":
-        return S4(cfg.d_model, d_state=cfg.d_state, mode="dplr", init=init, dropout=cfg.dropout, output=cfg.s4_output, l_max=cfg.l_max, **ssm)
+def mixer_options(cfg: LMConfig, kind: str) -> dict:
+    """The options of mixer ``kind`` (``"h3"``, ``"s4d"``, ``"s4"``, ``"attention"``) that ``cfg``
+    sets, for :func:`hippos.layers.make_mixer`."""
     if kind == "attention":
         # positions, if any, are the LM's (added at its input), not the layer's
-        return MultiHeadAttention(cfg.d_model, cfg.n_heads, max_len=cfg.max_len, pos="none", dropout=cfg.attn_dropout)
-    raise ValueError(f"unknown mixer {kind!r}")
+        return {"n_heads": cfg.n_heads, "max_len": cfg.max_len, "pos": "none", "dropout": cfg.attn_dropout}
+    init, disc = cfg.ssm_options()
+    ssm = {"d_state": cfg.d_state, "init": init, "dt_min": cfg.dt_min, "dt_max": cfg.dt_max, "lr": cfg.ssm_lr}
+    if kind == "h3":
+        return {**ssm, "disc": disc, "head_dim": cfg.head_dim, "shift_state": cfg.shift_state}
+    if kind == "s4d":
+        return {**ssm, "disc": disc, "dropout": cfg.dropout, "output": cfg.s4_output}
+    if kind == "s4":
+        return {**ssm, "dropout": cfg.dropout, "output": cfg.s4_output, "l_max": cfg.l_max}
+    raise ValueError(f"unknown language-model mixer {kind!r}; expected one of {', '.join(MIXERS)}")
 
 
-class LMBlock(nn.Module):
-    """Pre-norm block: ``x + drop(mixer(LN(x)))`` then ``x + drop(MLP(LN(x)))``; keeps the mixer's contract."""
-
-    def __init__(self, mixer: nn.Module, d_model: int, mlp_expand: int = 4, dropout: float = 0.0):
-        super().__init__()
-        self.norm1, self.mixer = nn.LayerNorm(d_model), mixer
-        self.norm2, self.mlp = nn.LayerNorm(d_model), MLP(d_model, expand=mlp_expand, dropout=dropout)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor, state=None, return_state: bool = False):
-        z, next_state = self.mixer(self.norm1(x), state=state, return_state=return_state)
-        x = x + self.dropout(z)
-        return x + self.mlp(self.norm2(x)), next_state
-
-    def default_state(self, batch_size: int):
-        return self.mixer.default_state(batch_size)
-
-    def setup_step(self):
-        return self.mixer.setup_step()
-
-    def step(self, x_t: torch.Tensor, state, params=None):
-        z, next_state = self.mixer.step(self.norm1(x_t), state, params)
-        x_t = x_t + self.dropout(z)
-        return x_t + self.mlp(self.norm2(x_t)), next_state
+def lm_block(cfg: LMConfig, kind: str) -> Block:
+    """One pre-norm block of the LM: ``x + drop(mixer(LN(x)))`` then ``x + drop(MLP(LN(x)))``."""
+    mixer = make_mixer(kind, cfg.d_model, **mixer_options(cfg, kind))
+    return Block(mixer, cfg.d_model, norm="layer", prenorm=True, dropout=cfg.dropout, mlp_expand=cfg.mlp_expand)
 
 
 def sample_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -139,7 +118,7 @@ class LanguageModel(nn.Module):
             self.pos_emb = nn.Embedding(cfg.max_len, d)
             nn.init.normal_(self.pos_emb.weight, std=0.02)
         self.embed_dropout = nn.Dropout(cfg.embed_dropout)
-        self.blocks = nn.ModuleList(LMBlock(make_mixer(cfg, kind), d, cfg.mlp_expand, cfg.dropout) for kind in mixers)
+        self.blocks = nn.ModuleList(lm_block(cfg, kind) for kind in mixers)
         self.final_norm = nn.LayerNorm(d)
         self.head = None if cfg.tie_embeddings else nn.Linear(d, cfg.vocab_size, bias=False)
 

@@ -39,7 +39,7 @@ class LMConfig:
     ssm_disc: str | None = None  # None: h3 "bilinear", s4d "zoh" (s4 is always bilinear)
     dt_min: float = 1e-3
     dt_max: float = 1e-1
-    ssm_lr: float = 1e-3  # learning-rate cap hinted on SSM parameters
+    ssm_lr: float | None = None  # SSM parameters' learning rate; None: min(lr, 1e-3), a number: used as given
     s4_output: str = "glu"  # S4 layers' output map: "glu" or "linear"
     l_max: int = 1024  # S4 (DPLR) kernel length set up at init (grows on demand)
     # attention layers

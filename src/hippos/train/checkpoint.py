@@ -106,9 +106,14 @@ def save_weights(model: torch.nn.Module, path: str | os.PathLike, metadata: dict
 
 
 def load_weights(model: torch.nn.Module, path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
-    """Load safetensors weights into ``model`` (strict); return the file's metadata."""
+    """Load safetensors weights into ``model`` (strict); return the file's metadata.
+
+    Weights saved before the one-``Block`` models (``blocks.0.layer.*``, ``norm1``/``norm2``)
+    are renamed by :func:`hippos.models.upgrade_state_dict` on the way in."""
     from safetensors import safe_open
-    from safetensors.torch import load_model
+    from safetensors.torch import load_file, load_model
+
+    from hippos.models.keymap import upgrade_state_dict
 
     path = Path(path)
     if not path.is_file():
@@ -116,7 +121,11 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike, device: str | 
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        missing, unexpected = load_model(model, str(path), strict=False, device=str(device))
+            keys = list(f.keys())
+        if upgrade_state_dict(dict.fromkeys(keys)).keys() == set(keys):
+            missing, unexpected = load_model(model, str(path), strict=False, device=str(device))
+        else:  # an old checkpoint: rename, then load
+            missing, unexpected = model.load_state_dict(upgrade_state_dict(load_file(str(path), device=str(device))), strict=False)
     except Exception as e:  # safetensors raises its own error types for a damaged file
         raise ValueError(f"cannot load weights {str(path)!r}: {e}") from None
     if missing or unexpected:
@@ -124,6 +133,38 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike, device: str | 
             f"weights {str(path)!r} do not fit the model: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
         )
     return meta
+
+
+def _by_names(saved: dict, optimizer: torch.optim.Optimizer, where: str) -> dict:
+    """The saved optimizer state re-indexed for ``optimizer`` by parameter names (the groups of
+    ``hippos.train.optim.param_groups`` carry ``param_names``), old names upgraded: a model whose
+    parameters are registered in another order than when it was saved gets its own moments back."""
+    from hippos.models.keymap import upgrade_key
+
+    current = optimizer.param_groups
+    if not all("param_names" in g for g in (*saved["param_groups"], *current)):
+        return saved  # not built by param_groups: positions are all there is
+    index, i = {}, 0
+    for g in current:
+        for name in g["param_names"]:
+            index[name] = i
+            i += 1
+    state, groups = {}, []
+    unmatched = list(current)
+    for sg in saved["param_groups"]:
+        names = [upgrade_key(n) for n in sg["param_names"]]
+        cg = next((g for g in unmatched if sorted(g["param_names"]) == sorted(names)), None)
+        if cg is None:
+            raise ValueError(f"{where}: the optimizer state does not fit the model (group {sg.get('name')!r} of "
+                             f"{len(names)} parameters has no counterpart)")
+        unmatched.remove(cg)
+        saved_id = dict(zip(names, sg["params"]))
+        groups.append({**sg, "param_names": list(cg["param_names"]), "params": [index[n] for n in cg["param_names"]]})
+        for n in cg["param_names"]:
+            if saved_id[n] in saved["state"]:
+                state[index[n]] = saved["state"][saved_id[n]]
+    groups.sort(key=lambda g: min(g["params"], default=0))  # the current groups' order
+    return {"state": state, "param_groups": groups}
 
 
 def save_checkpoint(run_dir: str | os.PathLike, model, optimizer, trainer_state: dict) -> Path:
@@ -183,5 +224,5 @@ def load_checkpoint(ckpt_dir: str | os.PathLike, model, optimizer=None, device="
             raise FileNotFoundError(f"{str(ckpt_dir)!r} holds no optimizer state ({OPTIMIZER} missing)") from None
         if int(blob.get("step", -1)) != int(state["step"]):
             raise ValueError(f"{str(ckpt_dir)!r}: optimizer state is from step {blob.get('step')}, trainer state from {state['step']}")
-        optimizer.load_state_dict(blob["optimizer"])
+        optimizer.load_state_dict(_by_names(blob["optimizer"], optimizer, str(ckpt_dir)))
     return state

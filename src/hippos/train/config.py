@@ -2,11 +2,15 @@
 ``--key=value`` overrides type-checked against the dataclass fields, JSON in and out.
 
 Keys are dotted paths into the dataclasses: ``lr``, ``model.d_model``, ``data.length``.
-The *type* of a section is that of the value it holds, which the task's defaults choose:
-``model`` is a ``ModelConfig`` for the classifier tasks and an ``LMConfig`` for the language
-model tasks; ``data`` is a ``DataConfig`` (delay), ``SyntheticDataConfig`` (ar, ih) or
-``TextDataConfig`` (charlm). So ``--model.mixer=s4d`` is checked against ``LMConfig`` for
-``hippos train ar`` and refused (with suggestions) for ``hippos train delay``.
+The *type* of a section is that of the value it holds, which the task's defaults choose
+(``Task.defaults()``): ``model`` is a ``ModelConfig`` for the classifier and forecasting tasks
+and an ``LMConfig`` for the language-model tasks; ``data`` is the task's own data config, defined
+beside its loader (``DelayDataConfig`` in ``hippos.data.generated``, ``TextDataConfig`` in
+``hippos.data.text``, ...), holding only the fields that loader reads. So ``--model.mixer=s4d``
+is checked against ``LMConfig`` for ``hippos train ar`` and refused (with suggestions) for
+``hippos train delay``, and ``--data.noise`` is refused for ``hippos train smnist``.
+This module knows no task: turning a saved dict into a config (which needs the task's defaults)
+is ``hippos.train.task.config_from_dict``.
 Values from the command line are strings parsed by the field's type (``bool`` accepts
 true/false/yes/no/on/off/1/0; ``int`` refuses ``1.5``; ``X | None`` accepts ``none``);
 values from a JSON file must already have the field's type. Every mistake raises
@@ -26,62 +30,26 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hippos.data.generated import DelayDataConfig
 from hippos.models.config import ModelConfig
 from hippos.models.lm_config import LMConfig
 
 __all__ = [
+    "CONFIG_VERSION",
     "RESUME_MUTABLE",
-    "DataConfig",
-    "SyntheticDataConfig",
-    "TextDataConfig",
     "TrainConfig",
     "all_keys",
     "apply_overrides",
-    "config_from_dict",
     "config_to_dict",
     "get_value",
     "load_config",
     "parse_override_args",
+    "require",
     "save_config",
     "set_value",
     "update_from_dict",
     "validate",
 ]
-
-
-@dataclass
-class DataConfig:
-    """Options of the generated ``delay`` task (``hippos.data.generated.delay``); MNIST ignores them."""
-
-    length: int = 512  # sequence length L
-    bits: int = 8  # the class patterns are codewords of this many ±1 bits ...
-    bit_length: int = 8  # ... each held this many steps
-    noise: float = 0.2  # standard deviation of the Gaussian background
-    n_train: int = 8000
-    n_val: int = 1000
-    n_test: int = 1000
-    seed: int = 0
-
-
-@dataclass
-class SyntheticDataConfig:
-    """The H3 synthetic tasks (``hippos.data.synthetic``): ``ar`` and ``ih``."""
-
-    vocab_size: int = 10  # all tokens, the specials => and . included
-    seq_len: int = 20  # the generator's length (AR: counts keys and values; inputs are seq_len + 2)
-    n_train: int = 5000
-    n_test: int = 500  # the test split also serves as the validation split (the reference has none)
-    seed: int = 0  # the examples (not the training seed)
-
-
-@dataclass
-class TextDataConfig:
-    """Character-level text (``hippos.data.text``): the ``charlm`` task."""
-
-    path: str | None = None  # a UTF-8 text file; none: <data_dir>/tinyshakespeare/input.txt
-    seq_len: int = 256  # characters per training window
-    val_fraction: float = 0.1  # the last fraction of the characters is the validation text
-    steps_per_epoch: int = 500  # random-window batches between two validations
 
 
 @dataclass
@@ -94,6 +62,8 @@ class TrainConfig:
     """
 
     task: str = "delay"
+    task_module: str | None = None  # a user's Python file (or module name) that registers the task
+    config_version: int = 2  # 1 (absent in old config.json files): before per-task data sections
     data_dir: str | None = None  # data root (MNIST in <data_dir>/mnist); default $HIPPOS_DATA
     out_dir: str | None = None  # default runs/<task>-<date>-<time>
     seed: int = 0  # model init, dropout and data order
@@ -115,17 +85,20 @@ class TrainConfig:
     num_threads: int = 0  # torch CPU threads (torch.set_num_threads); 0 leaves torch's default
     tensorboard: bool = True  # also log to TensorBoard when it is installed
     model: ModelConfig | LMConfig = field(default_factory=ModelConfig)  # the task's defaults pick the type
-    data: DataConfig | SyntheticDataConfig | TextDataConfig = field(default_factory=DataConfig)
+    data: object = field(default_factory=DelayDataConfig)  # the task's data config (its defaults pick the type)
 
 
 #: Keys a resumed run may change: they affect logging, speed or stopping, not the model's math
 #: (``device`` and ``num_threads`` may change float rounding: see docs/training.md).
 RESUME_MUTABLE = frozenset(
-    {"data_dir", "out_dir", "max_steps", "num_workers", "device", "num_threads", "tensorboard", "log_every",
+    {"task_module", "data_dir", "out_dir", "max_steps", "num_workers", "device", "num_threads", "tensorboard", "log_every",
      "eval_every", "checkpoint_every"}
 )
 
 SCHEDULES = ("cosine", "linear", "constant")
+
+#: The config format written by this version (``config_version``); older ones are upgraded on load.
+CONFIG_VERSION = 2
 
 _NoneType = type(None)
 
@@ -285,7 +258,9 @@ def _locate(cfg, key: str):
         tp, value = fields[part][1], getattr(obj, part)
         if i == len(parts) - 1:
             if _is_section(value):
-                raise ValueError(f"{key!r} is a section; set its keys, e.g. {key}.{next(iter(_fields(value)))}")
+                example = next(iter(_fields(value)), None)
+                hint = f"; set its keys, e.g. {key}.{example}" if example else " with no keys to set"
+                raise ValueError(f"{key!r} is a section{hint}")
             return obj, part, tp
         if not _is_section(value):
             raise _unknown(key, cfg)
@@ -358,19 +333,6 @@ def update_from_dict(cfg: TrainConfig, d: dict) -> TrainConfig:
     return cfg
 
 
-def config_from_dict(d: dict) -> TrainConfig:
-    """The config a (saved) dict describes: its task's defaults (which fix the section types)
-    updated with the dict's values."""
-    from hippos.train.tasks import default_config  # tasks imports this module
-
-    if not isinstance(d, dict):
-        raise TypeError(f"a config must be a JSON object, got {type(d).__name__}")
-    task = d.get("task", TrainConfig.task)
-    if not isinstance(task, str):
-        raise TypeError(f"'task' expects a string, got {json.dumps(task)}")
-    return update_from_dict(default_config(task), d)
-
-
 def config_to_dict(cfg: TrainConfig) -> dict:
     return dataclasses.asdict(cfg)
 
@@ -405,12 +367,18 @@ def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
+def require(cfg: TrainConfig, ok: bool, key: str, what: str) -> None:
+    """Raise ``ValueError("<key> must be <what>, got <value>")`` unless ``ok``."""
+    if not ok:
+        raise ValueError(f"{key} must be {what}, got {get_value(cfg, key)!r}")
+
+
 def validate(cfg: TrainConfig) -> TrainConfig:
-    """Range checks of the trainer's own keys (the model and task check theirs when built)."""
+    """Range checks of the trainer's own keys (the task checks its model and data sections:
+    ``Task.check``)."""
 
     def need(ok: bool, key: str, what: str):
-        if not ok:
-            raise ValueError(f"{key} must be {what}, got {get_value(cfg, key)!r}")
+        require(cfg, ok, key, what)
 
     need(cfg.epochs >= 1, "epochs", ">= 1")
     need(cfg.batch_size >= 1, "batch_size", ">= 1")
@@ -428,19 +396,5 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.max_steps is None or cfg.max_steps >= 1, "max_steps", ">= 1 or none")
     need(cfg.num_workers >= 0, "num_workers", ">= 0")
     need(cfg.num_threads >= 0, "num_threads", ">= 0 (0: torch's default)")
-    d = cfg.data
-    if isinstance(d, DataConfig):
-        for key in ("length", "bits", "bit_length", "n_train", "n_val", "n_test"):
-            need(getattr(d, key) >= 1, f"data.{key}", ">= 1")
-        need(d.noise >= 0, "data.noise", ">= 0")
-    elif isinstance(d, SyntheticDataConfig):
-        for key in ("vocab_size", "seq_len", "n_train", "n_test"):
-            need(getattr(d, key) >= 1, f"data.{key}", ">= 1")
-    elif isinstance(d, TextDataConfig):
-        need(d.seq_len >= 1, "data.seq_len", ">= 1")
-        need(0 < d.val_fraction < 1, "data.val_fraction", "in (0, 1)")
-        need(d.steps_per_epoch >= 1, "data.steps_per_epoch", ">= 1")
-    if hasattr(d, "seed"):
-        need(d.seed >= 0, "data.seed", ">= 0")
     need(cfg.seed >= 0, "seed", ">= 0")
     return cfg

@@ -1,9 +1,9 @@
 """What a task optimizes and reports: ``loss_and_metrics(model, x, y, lengths) -> BatchResult``.
 
-Three objectives, one contract:
+Every model returns ``(out, state)``; the objectives read ``out``. Four objectives, one contract:
 
-* ``CLASSIFICATION``: ``model(x) -> logits r(B C)``, cross-entropy against ``y: i64(B)``;
-  ``acc`` is the fraction of correct classes.
+* ``CLASSIFICATION``: ``model(x, lengths=...) -> (logits r(B C), _)``, cross-entropy against
+  ``y: i64(B)``; ``acc`` is the fraction of correct classes.
 * ``LAST_TOKEN``: a language model, ``model(tokens) -> (logits r(B L V), state)``; the loss is
   the cross-entropy over **all** positions (H3 arXiv 2212.14052 §3.1, the synthetic setups);
   ``acc`` reads the **last** position only (the H3 Table 2 metric, ``last_token_accuracy``).
@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ["BITS_PER_CHAR", "CLASSIFICATION", "LAST_TOKEN", "BatchResult", "Objective"]
+__all__ = ["BITS_PER_CHAR", "CLASSIFICATION", "LAST_TOKEN", "REGRESSION", "BatchResult", "Objective"]
 
 
 class BatchResult(NamedTuple):
@@ -39,8 +39,9 @@ class BatchResult(NamedTuple):
 
 @dataclass(frozen=True)
 class Objective:
-    """``kind``: ``"classification"``, ``"last_token"`` or ``"per_token"``; ``metric``: the headline
-    number (``"acc"``, higher is better, or ``"bpc"``, lower is better)."""
+    """``kind``: ``"classification"``, ``"last_token"``, ``"per_token"`` or ``"regression"``;
+    ``metric``: the headline number (``"acc"``, higher is better; ``"bpc"`` or ``"loss"``, lower
+    is better)."""
 
     kind: str
     metric: str
@@ -48,11 +49,16 @@ class Objective:
     def loss_and_metrics(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, lengths=None) -> BatchResult:
         """Forward ``x`` and score it against ``y`` (see the module docstring)."""
         if self.kind == "classification":
-            logits = (model(x) if lengths is None else model(x, lengths=lengths)).float()  # (B, C)
+            logits, _ = model(x) if lengths is None else model(x, lengths=lengths)
+            logits = logits.float()  # (B, C)
             loss = F.cross_entropy(logits, y)
             correct = (logits.argmax(-1) == y).sum().item()
             if not torch.is_grad_enabled():  # evaluation: the exact sum, as the trainer always reported it
                 return BatchResult(loss, F.cross_entropy(logits, y, reduction="sum").item(), correct, len(y))
+        elif self.kind == "regression":
+            pred, _ = model(x)
+            loss = F.mse_loss(pred.float(), y.float())  # every position and variable
+            correct = 0.0
         else:
             logits, _ = model(x)
             logits = logits.float()  # (B, L, V)
@@ -66,7 +72,7 @@ class Objective:
 
     def summary(self, loss: float, acc: float) -> dict:
         """The numbers to report for a mean loss and accuracy: ``{"loss", "acc"}`` (+ ``"bpc"``)."""
-        out = {"loss": loss, "acc": acc}
+        out = {"loss": loss, "acc": None if self.metric == "loss" else acc}
         if self.metric == "bpc":
             out["bpc"] = loss / math.log(2)
         return out
@@ -75,6 +81,8 @@ class Objective:
         """One human phrase for a summary: ``loss 0.1234 acc 98.20%`` or ``bpc 1.874 (loss 1.2990)``."""
         if self.metric == "bpc":
             return f"bpc {m['bpc']:.4f} (loss {m['loss']:.4f}, char acc {100 * m['acc']:.2f}%)"
+        if self.metric == "loss":
+            return f"mse {m['loss']:.5f}"
         what = "last-token acc" if self.kind == "last_token" else "acc"
         return f"loss {m['loss']:.4f} {what} {100 * m['acc']:.2f}%"
 
@@ -82,7 +90,7 @@ class Objective:
         """Is validation summary ``m`` better than the best so far? ``acc`` then loss; bpc: loss alone."""
         if best_loss is None:
             return True
-        if self.metric == "bpc":
+        if self.metric in ("bpc", "loss"):
             return m["loss"] < best_loss
         return (m["acc"], -m["loss"]) > (best_acc, -best_loss)
 
@@ -90,3 +98,4 @@ class Objective:
 CLASSIFICATION = Objective("classification", "acc")
 LAST_TOKEN = Objective("last_token", "acc")
 BITS_PER_CHAR = Objective("per_token", "bpc")
+REGRESSION = Objective("regression", "loss")

@@ -3,10 +3,13 @@ linear or constant).
 
 The S4 papers (arXiv 2111.00396 §4, 2206.11893) train the SSM parameters (A, B, Δ, and P of
 DPLR) at a smaller learning rate (≤ 1e-3) without weight decay; layers mark such a parameter
-with the hint ``param._optim = {"lr": ..., "weight_decay": 0.0}``. Here:
+with the hint ``param._optim = {"lr": ..., "weight_decay": 0.0}``. Here (the one place the SSM
+rate is decided):
 
-* a hinted parameter gets ``lr = min(hint lr, base lr)`` (the hint is a cap) and the hint's
-  weight decay (default 0);
+* a hinted parameter whose hint lr is ``None`` (or absent: not set by the user) gets
+  ``min(base lr, SSM_LR_DEFAULT)``, ``SSM_LR_DEFAULT = 1e-3`` (the papers' setting); a hint lr
+  that is a number is used exactly as given (no cap: ``--model.ssm_lr=4e-3`` means 4e-3). Either
+  way the hint's weight decay (default 0);
 * biases, norm weights and every other parameter with fewer than 2 dimensions get no weight
   decay;
 * the rest get the base learning rate and weight decay.
@@ -21,7 +24,10 @@ import math
 
 import torch
 
-__all__ = ["build_optimizer", "lr_factor", "param_groups", "set_lr"]
+__all__ = ["SSM_LR_DEFAULT", "build_optimizer", "lr_factor", "param_groups", "set_lr"]
+
+#: Learning rate of the SSM parameters whose hint leaves it unset: ``min(base lr, SSM_LR_DEFAULT)``.
+SSM_LR_DEFAULT = 1e-3
 
 _NORMS = (torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.modules.batchnorm._NormBase)
 if hasattr(torch.nn, "RMSNorm"):
@@ -46,7 +52,7 @@ def param_groups(model: torch.nn.Module, lr: float, weight_decay: float) -> list
         if hint is not None:
             if not isinstance(hint, dict):
                 raise TypeError(f"parameter {name!r}: _optim must be a dict, got {type(hint).__name__}")
-            g_lr = min(float(hint.get("lr", lr)), lr)
+            g_lr = _ssm_lr(name, hint.get("lr"), lr)
             g_wd = float(hint.get("weight_decay", 0.0))
             label = "ssm"
         elif p.dim() < 2 or id(p) in norm_params:
@@ -59,6 +65,15 @@ def param_groups(model: torch.nn.Module, lr: float, weight_decay: float) -> list
         groups[key]["params"].append(p)
         groups[key]["param_names"].append(name)
     return list(groups.values())
+
+
+def _ssm_lr(name: str, hint_lr, lr: float) -> float:
+    """The SSM rule: ``None`` -> ``min(lr, SSM_LR_DEFAULT)``; a finite number > 0 -> itself."""
+    if hint_lr is None:
+        return min(lr, SSM_LR_DEFAULT)
+    if isinstance(hint_lr, bool) or not isinstance(hint_lr, (int, float)) or not math.isfinite(hint_lr) or hint_lr <= 0:
+        raise ValueError(f"parameter {name!r}: _optim lr must be None or a finite number > 0, got {hint_lr!r}")
+    return float(hint_lr)
 
 
 def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:

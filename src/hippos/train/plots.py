@@ -30,8 +30,10 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
-def plot_curves(metrics_csv: str | os.PathLike, out_png: str | os.PathLike, title: str = "") -> bool:
-    """Two panels (loss, accuracy) of train and val rows against the step; PNG written atomically."""
+def plot_curves(metrics_csv: str | os.PathLike, out_png: str | os.PathLike, title: str = "",
+                loss_name: str = "cross-entropy") -> bool:
+    """Two panels (loss, accuracy) of train and val rows against the step; PNG written atomically.
+    Rows without an accuracy (regression) leave the accuracy panel empty."""
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -47,13 +49,15 @@ def plot_curves(metrics_csv: str | os.PathLike, out_png: str | os.PathLike, titl
             continue
         steps = [r["step"] for r in pts]
         ax_loss.plot(steps, [r["loss"] for r in pts], label=split, **style)
-        ax_acc.plot(steps, [100 * r["acc"] for r in pts], label=split, **style)
+        with_acc = [r for r in pts if r.get("acc") is not None]  # a regression task has no accuracy
+        if with_acc:
+            ax_acc.plot([r["step"] for r in with_acc], [100 * r["acc"] for r in with_acc], label=split, **style)
     for r in rows:
         if r["split"] in ("test", "test_best") and r.get("acc") is not None:
             style = dict(color="tab:green", ls="--") if r["split"] == "test" else dict(color="tab:red", ls=":")
             name = "test" if r["split"] == "test" else "test (best val)"
             ax_acc.axhline(100 * r["acc"], lw=1, label=f"{name} {100 * r['acc']:.2f}%", **style)
-    ax_loss.set(xlabel="step", ylabel="cross-entropy")
+    ax_loss.set(xlabel="step", ylabel=loss_name)
     ax_acc.set(xlabel="step", ylabel="accuracy (%)")
     if any(r["split"] == "train" and (r.get("loss") or 0) > 0 for r in rows):
         ax_loss.set_yscale("log")

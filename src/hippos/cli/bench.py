@@ -11,7 +11,7 @@ import torch
 from hippos.bench.generate import ALLOCATORS, PAPER_TABLE7, build_configs, generate_jobs
 from hippos.bench.layer import LAYER_KINDS, layer_jobs
 from hippos.bench.measure import run_isolated
-from hippos.cli_types import nonneg_int, positive_float, positive_int
+from hippos.cli.options import nonneg_int, positive_float, positive_int
 
 __all__ = ["add_parser"]
 

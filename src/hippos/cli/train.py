@@ -1,12 +1,14 @@
 """``hippos train`` and ``hippos eval``.
 
-    hippos train [TASK] [--config FILE.json] [--key=value ...] [--force] [--no-progress]
+    hippos train [TASK] [--config FILE.json] [--task-module FILE.py] [--key=value ...] [--force] [--no-progress]
     hippos train --resume RUN_DIR [--key=value ...]       (only keys in RESUME_MUTABLE)
     hippos train TASK --print-config                      (the resolved config, as JSON)
-    hippos eval RUN_DIR [--split test|val] [--weights last|best] [--data-dir DIR]
+    hippos eval RUN_DIR [--split test|val] [--weights last|best] [--data-dir DIR] [--task-module FILE.py]
 
 The language-model commands (``hippos synthetics``, ``hippos generate``) are in
-``hippos.train.lm_commands``. Config precedence: the task's defaults < ``--config`` file < ``--key=value`` overrides.
+``hippos.cli.lm``. Config precedence: the task's defaults < ``--config`` file < ``--key=value`` overrides.
+A task of the user's own comes from ``--task-module`` (recorded in the run's config, so eval,
+resume and generate import it again).
 """
 
 from __future__ import annotations
@@ -16,16 +18,15 @@ import json
 import sys
 from pathlib import Path
 
-from hippos.cli_types import positive_int
+from hippos.cli.options import UsageError, dashed, positive_int
 
 __all__ = ["add_parser", "parse_train_args", "resolve_train_config", "run_eval", "run_train"]
 
-_TRAIN_USAGE = "hippos train [TASK] [--config FILE] [--resume RUN_DIR] [--force] [--print-config] [--no-progress] [--KEY=VALUE ...]"
+_TRAIN_USAGE = ("hippos train [TASK] [--config FILE] [--task-module FILE.py] [--resume RUN_DIR] [--force] "
+                "[--print-config] [--no-progress] [--KEY=VALUE ...]")
 
 
 def _usage_error(message: str) -> Exception:
-    from hippos.cli_types import UsageError
-
     return UsageError(message)
 
 
@@ -37,22 +38,24 @@ class _InnerParser(argparse.ArgumentParser):
 
 
 def _train_parser() -> argparse.ArgumentParser:
-    from hippos.train.tasks import TASKS
+    from hippos.train.registry import get_task, task_names
 
-    tasks = "\n".join(f"  {t.name:<9} {t.description}" for t in TASKS.values())
+    tasks = "\n".join(f"  {name:<9} {get_task(name).description}" for name in task_names())
     p = _InnerParser(
         prog="hippos train",
         usage=_TRAIN_USAGE,
         allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train a sequence classifier or a language model on a built-in task; the run (config, "
-        "metrics, curves, checkpoints) goes to --out_dir (default runs/<task>-<date>-<time>).",
+        description="Train a sequence classifier, a forecaster or a language model on a task (built-in, or your "
+        "own with --task-module); the run (config, metrics, curves, checkpoints) goes to --out-dir (default "
+        "runs/<task>-<date>-<time>).",
         epilog=f"tasks:\n{tasks}\n\nany config key can be set with --key=value, the model's with "
-        "--model.key=value,\ne.g. --epochs=2 --lr=3e-3 --model.d_model=64 --data_dir=../shared/data, "
-        "hippos train ar --model.mixer=s4d\n(see `TASK --print-config` and docs/training.md).",
+        "--model.key=value,\ne.g. --epochs=2 --lr=3e-3 --model.d_model=64 --data-dir=../shared/data, "
+        "hippos train ar --model.mixer=s4d,\nhippos train classify --data.path=my.npz (see `TASK --print-config` and docs/training.md).",
     )
     p.add_argument("task", nargs="?", help="task name (default: delay, or the config file's)")
     p.add_argument("--config", metavar="FILE", help="JSON file of config values (nested or dotted keys)")
+    p.add_argument("--task-module", metavar="FILE.py", help="a Python file (or module) that registers your own task")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--force", action="store_true", help="start over in an out_dir that already holds a run")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
@@ -72,7 +75,7 @@ def _split_argv(argv: list[str], parser: argparse.ArgumentParser) -> tuple[list[
     known, overrides = [], []
     i = 0
     while i < len(argv):
-        tok = argv[i]
+        tok = dashed(argv[i]) if argv[i].split("=", 1)[0].replace("_", "-") in arity else argv[i]
         name = tok.split("=", 1)[0]
         if name in arity:
             known.append(tok)
@@ -109,21 +112,24 @@ def resolve_train_config(ns: argparse.Namespace, overrides: list[tuple[str, str]
         load_config,
         update_from_dict,
     )
-    from hippos.train.loop import CONFIG
-    from hippos.train.tasks import default_config, get_task
+    from hippos.train.registry import config_from_dict, get_task, import_task_module
+    from hippos.train.rundir import RunDir
 
-    if any(key == "task" for key, _ in overrides):
-        raise _usage_error("give the task as the first argument (hippos train TASK), not as --task")
+    if any(key in ("task", "task_module") for key, _ in overrides):
+        raise _usage_error("give the task as the first argument (hippos train TASK) and a module of your own as --task-module")
+    module = import_task_module(ns.task_module) if ns.task_module else None
     if ns.resume:
         if ns.force:
             raise _usage_error("--resume and --force do not go together")
         if ns.config:
             raise _usage_error("--config cannot be combined with --resume (the run's config.json is used)")
         run_dir = Path(ns.resume)
-        if not (run_dir / CONFIG).is_file():
-            raise FileNotFoundError(f"{str(run_dir)!r} holds no run to resume ({CONFIG} missing)")
-        saved = load_config(run_dir / CONFIG)
-        cfg = update_from_dict(default_config(saved.get("task", "delay")), saved)
+        if not (run_dir / RunDir.CONFIG).is_file():
+            raise FileNotFoundError(f"{str(run_dir)!r} holds no run to resume ({RunDir.CONFIG} missing)")
+        saved = load_config(run_dir / RunDir.CONFIG)
+        if module:
+            saved["task_module"] = module
+        cfg = config_from_dict(saved)
         if ns.task and ns.task != cfg.task:
             raise _usage_error(f"{str(run_dir)!r} is a {cfg.task!r} run, not {ns.task!r}")
         cfg.max_steps = None  # a stop condition of one session, not of the run
@@ -140,25 +146,27 @@ def resolve_train_config(ns: argparse.Namespace, overrides: list[tuple[str, str]
         cfg.out_dir = str(run_dir)
         return cfg
     file_values = load_config(ns.config) if ns.config else {}
+    if module is None and file_values.get("task_module"):
+        module = import_task_module(file_values["task_module"])
     task = ns.task or file_values.get("task") or "delay"
     if not isinstance(task, str):
         raise TypeError(f"'task' expects a string, got {json.dumps(task)}")
-    get_task(task)
     if ns.task and file_values.get("task") not in (None, ns.task):
         raise _usage_error(f"the config file is for task {file_values['task']!r}, the command line says {ns.task!r}")
-    cfg = update_from_dict(default_config(task), file_values)
+    cfg = update_from_dict(get_task(task).defaults(), {k: v for k, v in file_values.items() if k != "task_module"})
+    cfg.task_module = module
     return apply_overrides(cfg, overrides)
 
 
 def run_train(args: argparse.Namespace) -> int:
     from hippos.train.config import config_to_dict, validate
     from hippos.train.loop import train
-    from hippos.train.tasks import check_task_model
+    from hippos.train.registry import get_task
 
     ns, overrides = parse_train_args(args.argv)
     cfg = resolve_train_config(ns, overrides)
     if ns.print_config:
-        check_task_model(validate(cfg))
+        get_task(cfg.task).check(validate(cfg))
         print(json.dumps(config_to_dict(cfg), indent=2))
         return 0
     progress = not ns.no_progress and sys.stderr.isatty()
@@ -167,68 +175,62 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_eval(args: argparse.Namespace) -> int:
-    """Rebuild the model of a run from its config.json, load its weights, print metrics."""
-    from hippos.train import checkpoint as ckpt_io
-    from hippos.train.config import apply_overrides, load_config, update_from_dict
-    from hippos.train.lm_tasks import write_or_check_vocab
-    from hippos.train.loop import CONFIG, evaluate, resolve_device
-    from hippos.train.tasks import (
-        build_model,
-        check_task_model,
-        default_config,
-        fit_model_config,
-        get_task,
-        load_dataset,
-    )
+def load_run(run_dir, weights: str = "last", device: str | None = None, data_dir: str | None = None,
+             batch_size: int | None = None, task_module: str | None = None):
+    """``(model, cfg, task, data, run, weights_path, meta)`` of a saved run, the model in eval mode.
 
-    path = Path(args.run_dir)
-    if not path.exists():
-        raise FileNotFoundError(f"{str(path)!r} does not exist")
-    # RUN_DIR, or RUN_DIR/checkpoint itself
-    run_dir = path if (path / CONFIG).is_file() else path.parent
-    if not (run_dir / CONFIG).is_file():
-        raise FileNotFoundError(f"{str(path)!r} is not a hippos run directory ({CONFIG} missing)")
-    saved = load_config(run_dir / CONFIG)
-    cfg = update_from_dict(default_config(saved.get("task", "delay")), saved)
-    overrides = []
-    if args.data_dir is not None:
-        overrides.append(("data_dir", args.data_dir))
-    if args.device is not None:
-        overrides.append(("device", args.device))
-    if args.batch_size is not None:
-        overrides.append(("batch_size", str(args.batch_size)))
+    The run's ``config.json`` (its ``task_module`` imported first, or ``task_module`` instead),
+    its data through the task (the artifacts checked against the run's), its weights."""
+    from hippos.train import checkpoint as ckpt_io
+    from hippos.train.config import apply_overrides
+    from hippos.train.loop import resolve_device, resolve_task
+    from hippos.train.registry import config_from_dict, import_task_module
+    from hippos.train.rundir import RunDir
+
+    run = RunDir.open(run_dir)
+    saved = run.config_dict()
+    if task_module:
+        saved["task_module"] = import_task_module(task_module)
+    cfg = config_from_dict(saved)
+    overrides = [(k, str(v)) for k, v in (("data_dir", data_dir), ("device", device), ("batch_size", batch_size)) if v is not None]
     cfg = apply_overrides(cfg, overrides)
-    check_task_model(cfg)
-    device = resolve_device(cfg.device)
+    task = resolve_task(cfg)
+    task.check(cfg)
+    dev = resolve_device(cfg.device)
     if cfg.num_threads:
         import torch
 
         torch.set_num_threads(cfg.num_threads)
-    if args.weights == "best":
-        weights = run_dir / ckpt_io.BEST
-        if not weights.is_file():
-            raise FileNotFoundError(f"{str(run_dir)!r} has no {ckpt_io.BEST} (no validation was run yet)")
-    else:
-        found = ckpt_io.find_checkpoint(path) or ckpt_io.find_checkpoint(run_dir)
-        if found is None:
-            raise FileNotFoundError(f"{str(run_dir)!r} holds no checkpoint")
-        weights = found / ckpt_io.MODEL
-    ds = load_dataset(cfg, args.split)
-    cfg = fit_model_config(cfg, ds)  # LM runs: the data's vocabulary must be the run's
-    if hasattr(ds, "vocab"):
-        write_or_check_vocab(run_dir, ds.vocab, resume=True)
-    model = build_model(cfg.model).to(device)
-    meta = ckpt_io.load_weights(model, weights, device)
-    m = evaluate(model, ds, cfg, device)
-    result = {"run_dir": str(run_dir), "weights": str(weights), "step": int(meta.get("step", -1)), "split": args.split,
+    found = ckpt_io.find_checkpoint(run_dir)
+    weights_path = found / ckpt_io.MODEL if (weights == "last" and found is not None) else run.weights(weights)
+    data = task.load_data(cfg)
+    run.check_artifacts(data.artifacts)
+    cfg = task.fit_config(cfg, data)
+    model = task.build_model(cfg).to(dev)
+    meta = ckpt_io.load_weights(model, weights_path, dev)
+    return model.eval(), cfg, task, data, run, weights_path, meta
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Rebuild the model of a run from its config.json, load its weights, print metrics."""
+    from hippos.train.loop import evaluate, resolve_device
+
+    model, cfg, task, data, run, weights, meta = load_run(
+        args.run_dir, args.weights, args.device, args.data_dir, args.batch_size, args.task_module
+    )
+    m = evaluate(model, data.split(args.split), cfg, resolve_device(cfg.device), task)
+    result = {"run_dir": str(run.path), "weights": str(weights), "step": int(meta.get("step", -1)), "split": args.split,
               "loss": m["loss"], "acc": m["acc"], "n": m["n"]}
     if "bpc" in m:
         result["bpc"] = m["bpc"]
-    objective = get_task(cfg.task).objective
-    what = "windows" if objective.metric == "bpc" else "examples"
+    extra = task.extra_metrics(model, data, cfg, args.split)
+    if extra:
+        result["extra"] = extra
+    what = "windows" if task.objective.metric in ("bpc", "loss") else "examples"
     print(f"{cfg.task} {args.split} ({args.weights} weights, step {result['step']}): "
-          f"{objective.describe(m)}  (n={m['n']} {what})")
+          f"{task.objective.describe(m)}  (n={m['n']} {what})")
+    for line in task.describe_extra(extra):
+        print(line)
     print(json.dumps(result))
     return 0
 
@@ -239,7 +241,8 @@ def add_parser(subparsers) -> None:
     # ``argv``, which ``run_train`` parses itself (``-h`` included).
     t = subparsers.add_parser(
         "train",
-        help="train a model on a task (delay, smnist, psmnist, ar, ih, charlm); `hippos train -h` for options",
+        help="train a model on a task (delay, smnist, psmnist, classify, forecast, ar, ih, charlm, or your own); "
+        "`hippos train -h` for options",
         add_help=False,
         prefix_chars="+",
         usage=_TRAIN_USAGE,
@@ -257,6 +260,7 @@ def add_parser(subparsers) -> None:
     e.add_argument("--split", choices=("test", "val", "train"), default="test", help="which split (default: test)")
     e.add_argument("--weights", choices=("last", "best"), default="last", help="last checkpoint or best validation weights (default: last)")
     e.add_argument("--data-dir", default=None, help="data root, if not the run's (default: its config, else $HIPPOS_DATA)")
+    e.add_argument("--task-module", metavar="FILE.py", default=None, help="the run's task module, if it moved (default: the one in its config)")
     e.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: the run's)")
     e.add_argument("--batch-size", type=positive_int, default=None, help="evaluation batch size (default: the run's)")
     e.set_defaults(func=run_eval)

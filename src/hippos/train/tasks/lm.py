@@ -1,4 +1,4 @@
-"""The language-model tasks of the trainer: ``ar``, ``ih`` (H3 Table 2) and ``charlm``.
+"""The language-model tasks: ``ar``, ``ih`` (H3 Table 2) and ``charlm``.
 
 =========  ==================================================================================
 ``ar``     Associative Recall, vocab 10, L 20 (``hippos.data.synthetic``), 200 epochs,
@@ -29,24 +29,25 @@ import functools
 import os
 from pathlib import Path
 
+from hippos.data.synthetic import SyntheticDataConfig
+from hippos.data.text import TextDataConfig
 from hippos.models.lm_config import LMConfig
-from hippos.train.config import SyntheticDataConfig, TextDataConfig, TrainConfig
+from hippos.train.config import TrainConfig, require
+from hippos.train.objectives import BITS_PER_CHAR, LAST_TOKEN
+from hippos.train.task import Task, TaskData
 
 __all__ = [
     "SYNTHETIC_NAMES",
     "VOCAB",
+    "CharLMTask",
+    "SyntheticLMTask",
     "ar_defaults",
     "charlm_defaults",
-    "charlm_load",
     "check_lm_config",
-    "fit_model_config",
     "ih_defaults",
     "load_vocab",
     "resolved_synthetic_config",
-    "synthetic_load",
-    "text_batches",
     "tokens_of",
-    "write_or_check_vocab",
 ]
 
 VOCAB = "vocab.json"  # the CharVocab of a charlm run, beside its checkpoint
@@ -109,13 +110,6 @@ def _synthetic_splits(name: str, vocab_size: int, seq_len: int, n_train: int, n_
     return make_synthetic_splits(SyntheticTask(name, vocab_size, seq_len, n_train, n_test), seed)
 
 
-def synthetic_load(cfg: TrainConfig, split: str):
-    """``train`` or ``test`` (``val`` is the test split): a ``TokenSequences`` with ``.vocab``."""
-    d = cfg.data
-    splits = _synthetic_splits(SYNTHETIC_NAMES[cfg.task], d.vocab_size, d.seq_len, d.n_train, d.n_test, d.seed)
-    if split == "test" and d.n_test == 0:
-        raise ValueError("data.n_test must be >= 1 (the test split is also the validation split)")
-    return splits["train" if split == "train" else "test"]
 
 
 @functools.lru_cache(maxsize=2)
@@ -138,37 +132,6 @@ def _stamp(path: str | None, data_dir: str | None):
     except OSError:
         return None
     return (str(p.resolve()), st.st_size, st.st_mtime_ns)
-
-
-def charlm_load(cfg: TrainConfig, split: str):
-    """``train``: windows of the first ``1 - val_fraction`` of the text; ``val`` (= ``test``): of the rest.
-    A ``TextWindows`` with ``.vocab`` (the ``CharVocab`` of the whole text)."""
-    from hippos.data.text import TextWindows
-
-    d = cfg.data
-    data_dir = cfg.data_dir
-    vocab, train_ids, val_ids = _text_ids(d.path, data_dir, _stamp(d.path, data_dir), d.val_fraction)
-    ids = train_ids if split == "train" else val_ids
-    if len(ids) < d.seq_len + 1:
-        raise ValueError(
-            f"the {'training' if split == 'train' else 'validation'} text has {len(ids)} characters, too few for one "
-            f"window of data.seq_len={d.seq_len} (need seq_len + 1): lower data.seq_len or use a longer text"
-        )
-    ds = TextWindows(ids, d.seq_len)
-    ds.vocab = vocab
-    return ds
-
-
-def text_batches(ds, cfg: TrainConfig, epoch: int, start: int, train: bool):
-    """charlm batches: training draws ``data.steps_per_epoch`` random-window batches per epoch
-    (batch ``b`` of the run a pure function of ``(seed, b)``); evaluation walks the
-    non-overlapping windows once."""
-    from hippos.data.text import RandomWindowSampler, SequentialWindowSampler
-
-    if not train:
-        return SequentialWindowSampler(ds, cfg.batch_size)
-    spe = cfg.data.steps_per_epoch
-    return RandomWindowSampler(len(ds), cfg.batch_size, n_batches=(epoch + 1) * spe, seed=cfg.seed, start=epoch * spe + start)
 
 
 # ----------------------------------------------------------------------------- model config and vocabulary
@@ -208,33 +171,12 @@ def check_lm_config(cfg: TrainConfig) -> None:
         raise ValueError(f"model.max_len={resolved.max_len} is shorter than the training windows ({_window_len(cfg)} tokens)")
 
 
-def fit_model_config(cfg: TrainConfig, train_ds) -> TrainConfig:
-    """``cfg`` with ``model.vocab_size`` (and ``max_len`` for learned positions) taken from the data."""
-    cfg.model = _resolved(cfg, len(train_ds.vocab))
-    return cfg
-
-
 def resolved_synthetic_config(cfg: TrainConfig) -> TrainConfig:
     """A copy of an ``ar`` / ``ih`` config with the model section filled in as training will
     (the synthetic vocabulary is known without generating the data)."""
     out = dataclasses.replace(cfg)
     out.model = _resolved(cfg, cfg.data.vocab_size)
     return out
-
-
-def write_or_check_vocab(run_dir: Path, vocab, resume: bool) -> None:
-    """A fresh run writes ``vocab.json``; a resumed (or evaluated) one must find the same vocabulary."""
-    from hippos.data.text import CharVocab
-
-    if not isinstance(vocab, CharVocab):
-        return  # the synthetic vocabularies are a function of the config
-    path = Path(run_dir) / VOCAB
-    if not resume:
-        vocab.save(path)
-        return
-    saved = load_vocab(run_dir)
-    if saved != vocab:
-        raise ValueError(f"the text's vocabulary ({len(vocab)} chars) differs from the run's {str(path)!r} ({len(saved)} chars)")
 
 
 def load_vocab(run_dir: Path):
@@ -251,3 +193,90 @@ def tokens_of(cfg: TrainConfig, run_dir: Path):
     if isinstance(cfg.data, SyntheticDataConfig):
         return Vocab(cfg.data.vocab_size)
     return load_vocab(run_dir)
+
+
+# ----------------------------------------------------------------------------- the tasks
+
+
+class _LMTask(Task):
+    def check(self, cfg: TrainConfig) -> None:
+        check_lm_config(cfg)
+
+    def fit_config(self, cfg: TrainConfig, data: TaskData) -> TrainConfig:
+        """``model.vocab_size`` (and ``max_len`` for learned positions) taken from the data."""
+        cfg.model = _resolved(cfg, len(data.train.vocab))
+        return cfg
+
+
+class SyntheticLMTask(_LMTask):
+    """``ar`` / ``ih``: the H3 synthetic tasks (module docstring); the test split is also the val split."""
+
+    objective = LAST_TOKEN
+
+    def __init__(self, name: str):
+        self.name = name
+        self.description = {
+            "ar": "H3 associative recall: language model, last-token accuracy (vocab 10, L 20)",
+            "ih": "H3 induction head: language model, last-token accuracy (vocab 20, L 30)",
+        }[name]
+
+    def defaults(self) -> TrainConfig:
+        return ar_defaults() if self.name == "ar" else ih_defaults()
+
+    def check(self, cfg: TrainConfig) -> None:
+        for key in ("vocab_size", "seq_len", "n_train", "n_test"):
+            require(cfg, getattr(cfg.data, key) >= 1, f"data.{key}", ">= 1")
+        require(cfg, cfg.data.seed >= 0, "data.seed", ">= 0")
+        super().check(cfg)
+
+    def load_data(self, cfg: TrainConfig) -> TaskData:
+        d = cfg.data
+        splits = _synthetic_splits(SYNTHETIC_NAMES[self.name], d.vocab_size, d.seq_len, d.n_train, d.n_test, d.seed)
+        return TaskData(splits["train"], splits["test"], splits["test"])
+
+
+class CharLMTask(_LMTask):
+    """``charlm``: next-character prediction, bits per character; ``vocab.json`` beside the run."""
+
+    name = "charlm"
+    description = "character-level language model, bits per character (Tiny Shakespeare or --data.path)"
+    objective = BITS_PER_CHAR
+
+    def defaults(self) -> TrainConfig:
+        return charlm_defaults()
+
+    def check(self, cfg: TrainConfig) -> None:
+        require(cfg, cfg.data.seq_len >= 1, "data.seq_len", ">= 1")
+        require(cfg, 0 < cfg.data.val_fraction < 1, "data.val_fraction", "in (0, 1)")
+        require(cfg, cfg.data.steps_per_epoch >= 1, "data.steps_per_epoch", ">= 1")
+        super().check(cfg)
+
+    def load_data(self, cfg: TrainConfig) -> TaskData:
+        """train: windows of the first ``1 - val_fraction`` of the text; val (= test): of the rest.
+        ``TextWindows`` with ``.vocab`` (the ``CharVocab`` of the whole text)."""
+        from hippos.data.text import TextWindows
+
+        d = cfg.data
+        vocab, train_ids, val_ids = _text_ids(d.path, cfg.data_dir, _stamp(d.path, cfg.data_dir), d.val_fraction)
+        out = []
+        for what, ids in (("training", train_ids), ("validation", val_ids)):
+            if len(ids) < d.seq_len + 1:
+                raise ValueError(
+                    f"the {what} text has {len(ids)} characters, too few for one window of data.seq_len={d.seq_len} "
+                    "(need seq_len + 1): lower data.seq_len or use a longer text"
+                )
+            ds = TextWindows(ids, d.seq_len)
+            ds.vocab = vocab
+            out.append(ds)
+        return TaskData(out[0], out[1], out[1], artifacts={VOCAB: vocab.to_json() + "\n"})
+
+    def batches(self, ds, cfg: TrainConfig, epoch: int, start: int, train: bool):
+        """Training draws ``data.steps_per_epoch`` random-window batches per epoch (batch ``b`` of
+        the run a pure function of ``(seed, b)``); evaluation walks the non-overlapping windows once."""
+        from hippos.data.text import RandomWindowSampler, SequentialWindowSampler
+
+        if not train:
+            return SequentialWindowSampler(ds, cfg.batch_size)
+        spe = cfg.data.steps_per_epoch
+        return RandomWindowSampler(len(ds), cfg.batch_size, n_batches=(epoch + 1) * spe, seed=cfg.seed,
+                                   start=epoch * spe + start)

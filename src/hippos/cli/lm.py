@@ -7,7 +7,7 @@
                     [--top-k K] [--top-p P] [--seed S] [--prefill-chunk N]
                     [--weights last|best] [--device DEV] [--no-echo]
 
-``synthetics`` reproduces H3 Table 2 (``hippos.train.synthetics``); ``generate`` loads a trained
+``synthetics`` reproduces H3 Table 2 (``hippos.experiments.synthetics``); ``generate`` loads a trained
 LM run (``ar``, ``ih`` or ``charlm``: config, weights and vocabulary) and streams tokens to
 stdout as the model writes them. See docs/synthetics.md and docs/training.md.
 """
@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hippos.cli_types import nonneg_int, positive_float, positive_int
+from hippos.cli.options import nonneg_int, positive_float, positive_int
 
 __all__ = ["add_parser", "load_lm_run", "run_generate", "run_synthetics_command"]
 
@@ -51,7 +51,7 @@ def _seed_list(text: str) -> list[int]:
 
 
 def run_synthetics_command(args: argparse.Namespace) -> int:
-    from hippos.train.synthetics import run_synthetics
+    from hippos.experiments.synthetics import run_synthetics
 
     progress = not args.no_progress and sys.stderr.isatty()
 
@@ -79,39 +79,31 @@ def load_lm_run(run_dir: str | Path, weights: str = "last", device: str | None =
 
     ``vocab`` is the run's ``CharVocab`` (charlm, from ``vocab.json``) or synthetic ``Vocab``.
     """
-    from hippos.train import checkpoint as ckpt_io
-    from hippos.train.config import config_from_dict, load_config
-    from hippos.train.lm_tasks import tokens_of
-    from hippos.train.loop import CONFIG, resolve_device
-    from hippos.train.tasks import build_model, get_task
+    from hippos.train.loop import resolve_device, resolve_task
+    from hippos.train.registry import config_from_dict
+    from hippos.train.rundir import RunDir
+    from hippos.train.tasks.lm import tokens_of
 
-    path = Path(run_dir)
-    if not path.exists():
-        raise FileNotFoundError(f"{str(path)!r} does not exist")
-    run_dir = path if (path / CONFIG).is_file() else path.parent
-    if not (run_dir / CONFIG).is_file():
-        raise FileNotFoundError(f"{str(path)!r} is not a hippos run directory ({CONFIG} missing)")
-    cfg = config_from_dict(load_config(run_dir / CONFIG))
-    if not get_task(cfg.task).is_lm:
-        raise ValueError(f"{str(run_dir)!r} is a {cfg.task!r} run (a classifier); generate needs a language model run (ar, ih, charlm)")
+    run = RunDir.open(run_dir)
+    cfg = config_from_dict(run.config_dict())
+    task = resolve_task(cfg)
+    if task.objective.kind not in ("last_token", "per_token"):
+        kind = {"classification": "a classifier", "regression": "a forecaster"}.get(task.objective.kind, "not a language model")
+        raise ValueError(f"{str(run.path)!r} is a {cfg.task!r} run ({kind}); generate needs a language model run (ar, ih, charlm)")
     if cfg.model.vocab_size == 0:
-        raise ValueError(f"{str(run_dir)!r}: the run never started training (model.vocab_size not resolved)")
+        raise ValueError(f"{str(run.path)!r}: the run never started training (model.vocab_size not resolved)")
     if device is not None:
         cfg.device = device
     dev = resolve_device(cfg.device)
-    if weights == "best":
-        file = run_dir / ckpt_io.BEST
-        if not file.is_file():
-            raise FileNotFoundError(f"{str(run_dir)!r} has no {ckpt_io.BEST} (no validation was run yet)")
-    else:
-        found = ckpt_io.find_checkpoint(path) or ckpt_io.find_checkpoint(run_dir)
-        if found is None:
-            raise FileNotFoundError(f"{str(run_dir)!r} holds no checkpoint")
-        file = found / ckpt_io.MODEL
+    from hippos.train import checkpoint as ckpt_io
+
+    found = ckpt_io.find_checkpoint(run_dir)
+    file = found / ckpt_io.MODEL if (weights == "last" and found is not None) else run.weights(weights)
+    run_dir = run.path
     vocab = tokens_of(cfg, run_dir)
     if len(vocab) != cfg.model.vocab_size:
         raise ValueError(f"{str(run_dir)!r}: the vocabulary has {len(vocab)} tokens, the model {cfg.model.vocab_size}")
-    model = build_model(cfg.model).to(dev)
+    model = task.build_model(cfg).to(dev)
     ckpt_io.load_weights(model, file, dev)
     return model.eval(), vocab, cfg
 

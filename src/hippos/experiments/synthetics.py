@@ -2,7 +2,7 @@
 
 H3 (arXiv 2212.14052) §3.1, Table 2. Each (task, model) pair is one ordinary trainer run
 (``hippos train ar|ih --model.mixer=...``, the paper's configs as the task defaults, see
-``hippos.train.lm_tasks``) in its own directory ``<out_dir>/<task>-<model>``, so the whole
+``hippos.train.tasks.lm``) in its own directory ``<out_dir>/<task>-<model>``, so the whole
 table is resumable: a rerun skips finished runs, resumes interrupted ones from their last
 checkpoint (bitwise, as ``hippos train --resume``) and starts the rest. The table compares the
 final weights' last-token test accuracy with the paper's numbers; ``synthetics.md`` and
@@ -10,7 +10,7 @@ final weights' last-token test accuracy with the paper's numbers; ``synthetics.m
 training seeds (``seeds``) give one run per seed, ``<task>-<model>-seed<S>`` for S > 0; the table
 shows every finished seed of a cell found in ``out_dir``, so the seeds of one cell can be added
 later by another invocation. The command
-line is ``hippos synthetics`` (``hippos.train.lm_commands``); see ``docs/synthetics.md``.
+line is ``hippos synthetics`` (``hippos.cli.lm``); see ``docs/synthetics.md``.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 from hippos.train import checkpoint as ckpt_io
+from hippos.train import default_config
 from hippos.train.config import RESUME_MUTABLE, config_to_dict, load_config
-from hippos.train.lm_tasks import resolved_synthetic_config
-from hippos.train.tasks import default_config
+from hippos.train.tasks.lm import resolved_synthetic_config
 
 __all__ = ["MODELS", "PAPER", "TASKS", "TASK_TITLES", "plan_run", "run_dir_name", "run_synthetics", "synthetic_config",
            "table_markdown"]
@@ -114,7 +114,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 
 def _n_params(cfg) -> int:
-    from hippos.train.tasks import build_model
+    from hippos.train.task import build_model
 
     return sum(p.numel() for p in build_model(resolved_synthetic_config(cfg).model).parameters())
 

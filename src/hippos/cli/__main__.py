@@ -1,0 +1,7 @@
+"""``python -m hippos.cli``: the ``hippos`` command."""
+
+import sys
+
+from hippos.cli import main
+
+sys.exit(main())
