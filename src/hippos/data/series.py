@@ -78,41 +78,46 @@ class ForecastDataConfig:
     stride: int = 1  # steps between the starts of consecutive training windows
     synth_length: int = 1000  # generated series: T
     synth_period: int = 12  # generated series: its season's period
-    synth_trend: float = 0.01  # generated series: slope per step
-    synth_noise: float = 0.1  # generated series: std of the Gaussian noise
+    synth_trend: float = 0.03  # generated series: slope per step (seasonal-naive misses it by trend·P)
+    synth_noise: float = 0.05  # generated series: std of the Gaussian noise
     synth_seed: int = 0  # generated series: seed of the noise
 
 
 def _int(name: str, v, lo: int) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise ValueError(f"data.{name} must be an integer >= {lo}, got {v!r}")
+        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
     return int(v)
 
 
 def _float(name: str, v, lo: float | None = None) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not math.isfinite(v) or (lo is not None and v < lo):
         bound = f" >= {lo}" if lo is not None else ""
-        raise ValueError(f"data.{name} must be a finite number{bound}, got {v!r}")
+        raise ValueError(f"{name} must be a finite number{bound}, got {v!r}")
     return float(v)
 
 
 def _check_config(cfg: ForecastDataConfig) -> None:
     if not isinstance(cfg, ForecastDataConfig):
         raise TypeError(f"expected a ForecastDataConfig, got {type(cfg).__name__}")
+    for name in ("path", "column"):
+        if not isinstance(getattr(cfg, name), (str, type(None))):
+            raise TypeError(f"data.{name} must be a string or None, got {getattr(cfg, name)!r}")
+    if cfg.column is not None and not all(c.strip() for c in cfg.column.split(",")):
+        raise ValueError(f"data.column: expected a name or comma-separated names, got {cfg.column!r}")
     for name, lo in (("window", 1), ("horizon", 1), ("period", 1), ("stride", 1), ("synth_length", 2), ("synth_period", 1), ("synth_seed", 0)):
-        _int(name, getattr(cfg, name), lo)
+        _int(f"data.{name}", getattr(cfg, name), lo)
     for name in ("val_horizon", "context"):
         if getattr(cfg, name) is not None:
-            _int(name, getattr(cfg, name), 1)
-    _float("synth_trend", cfg.synth_trend)
-    _float("synth_noise", cfg.synth_noise, 0.0)
+            _int(f"data.{name}", getattr(cfg, name), 1)
+    _float("data.synth_trend", cfg.synth_trend)
+    _float("data.synth_noise", cfg.synth_noise, 0.0)
     for name in ("difference", "normalize"):
         if not isinstance(getattr(cfg, name), bool):
             raise TypeError(f"data.{name} must be a bool, got {getattr(cfg, name)!r}")
 
 
 # ---------------------------------------------------------------------------------- loading
-def generate_seasonal(length: int = 1000, period: int = 12, trend: float = 0.01, noise: float = 0.1, seed: int = 0) -> np.ndarray:
+def generate_seasonal(length: int = 1000, period: int = 12, trend: float = 0.03, noise: float = 0.05, seed: int = 0) -> np.ndarray:
     """The built-in series ``f64(length 1)``: trend + a two-harmonic season + Gaussian noise,
 
         x_t = trend·t + sin(2πt/P) + ½·cos(4πt/P) + noise·ε_t,   ε_t ~ N(0, 1) iid (PCG64(seed)).
@@ -120,11 +125,11 @@ def generate_seasonal(length: int = 1000, period: int = 12, trend: float = 0.01,
     The trend is what seasonal-naive misses (by ``trend·P`` per step); the season is what
     last-value misses.
     """
-    length, period = _int("synth_length", length, 2), _int("synth_period", period, 1)
-    trend, noise = _float("synth_trend", trend), _float("synth_noise", noise, 0.0)
+    length, period = _int("length", length, 2), _int("period", period, 1)
+    trend, noise = _float("trend", trend), _float("noise", noise, 0.0)
     t = np.arange(length, dtype=np.float64)
     season = np.sin(2 * np.pi * t / period) + 0.5 * np.cos(4 * np.pi * t / period)
-    eps = np.random.Generator(np.random.PCG64(_int("synth_seed", seed, 0))).standard_normal(length)
+    eps = np.random.Generator(np.random.PCG64(_int("seed", seed, 0))).standard_normal(length)
     return (trend * t + season + noise * eps)[:, None]
 
 
@@ -157,10 +162,10 @@ def _read_csv(path: Path, column: str | None) -> tuple[np.ndarray, list[str]]:
             rows.append((reader.line_num, cells))
     if not rows:
         raise ValueError(f"{path}: no data rows after the header")
-    if column is None:
+    if column is None:  # every column but a first one that looks like a time index
         first_is_time = _is_time_name(header[0]) or _parse_float(rows[0][1][0].strip()) is None
-        cols = list(range(1 if first_is_time and len(header) > 1 else 0, len(header)))
-        if not cols or (first_is_time and len(header) == 1):
+        cols = list(range(int(first_is_time), len(header)))
+        if not cols:
             raise ValueError(f"{path}: no value columns (header {header}); name one with data.column")
     else:
         names = [c.strip() for c in column.split(",")]
