@@ -36,4 +36,4 @@ class ModelConfig:
     norm: str = "layer"  # "layer" or "batch"
     prenorm: bool = True
     pool: str = "mean"  # "mean" or "last"
-    l_max: int = 1024  # sequence length the DPLR kernel is set up for (grows on demand)
+    l_max: int = 1024  # sequence length the DPLR kernel is set up for (longer ones cost more each call; kernel.grow)

@@ -41,7 +41,7 @@ class LMConfig:
     dt_max: float = 1e-1
     ssm_lr: float | None = None  # SSM parameters' learning rate; None: min(lr, 1e-3), a number: used as given
     s4_output: str = "glu"  # S4 layers' output map: "glu" or "linear"
-    l_max: int = 1024  # S4 (DPLR) kernel length set up at init (grows on demand)
+    l_max: int = 1024  # S4 (DPLR) kernel length set up at init (longer ones cost more each call; kernel.grow)
     # attention layers
     n_heads: int = 1
     max_len: int | None = None  # longest prompt + generation; required with attn_pos="learned"
