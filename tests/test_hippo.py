@@ -7,7 +7,14 @@ import math
 import pytest
 import torch
 
-from hippos.hippo import DIAG_INITS, MEASURES, diag_init, dplr, low_rank_correction, transition
+from hippos.hippo import (
+    DIAG_INITS,
+    MEASURES,
+    diag_init,
+    dplr,
+    low_rank_correction,
+    transition,
+)
 
 
 def legs_by_definition(N: int):

@@ -23,7 +23,15 @@ never a dimension); ``Ā, B̄`` (``Ab, Bb`` in code) its discretization with ste
 """
 
 from hippos.discretize import discretize, discretize_diag
-from hippos.hippo import DIAG_INITS, DPLR, MEASURES, diag_init, dplr, low_rank_correction, transition
+from hippos.hippo import (
+    DIAG_INITS,
+    DPLR,
+    MEASURES,
+    diag_init,
+    dplr,
+    low_rank_correction,
+    transition,
+)
 from hippos.projection import basis, project, reconstruct, window
 
 __version__ = "0.1.0"

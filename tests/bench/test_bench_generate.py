@@ -7,7 +7,12 @@ import json
 
 import pytest
 
-from hippos.bench.generate import build_configs, default_attn_layers, match_width, param_count
+from hippos.bench.generate import (
+    build_configs,
+    default_attn_layers,
+    match_width,
+    param_count,
+)
 from hippos.cli import main
 from hippos.layers.attention import _grown
 from hippos.models.lm_config import LMConfig

@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from hippos.kernels.cauchy import cauchy, cauchy_naive
-from hippos.kernels.vandermonde import vandermonde, vandermonde_naive, vandermonde_transpose, vandermonde_transpose_naive
+from hippos.kernels.vandermonde import (
+    vandermonde,
+    vandermonde_naive,
+    vandermonde_transpose,
+    vandermonde_transpose_naive,
+)
 
 C128 = torch.complex128
 

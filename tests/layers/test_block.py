@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hippos.layers import Block, MultiHeadAttention, S4, make_mixer
+from hippos.layers import S4, Block, MultiHeadAttention, make_mixer
 
 F64 = torch.float64
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hippos.layers import H3, MIXERS, MultiHeadAttention, S4, make_mixer
+from hippos.layers import H3, MIXERS, S4, MultiHeadAttention, make_mixer
 from hippos.layers.mixers import MIXER_OF_MODE
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.one_thread

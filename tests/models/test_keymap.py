@@ -10,7 +10,13 @@ from collections import OrderedDict
 import pytest
 import torch
 
-from hippos.models import LanguageModel, LMConfig, ModelConfig, SequenceClassifier, upgrade_state_dict
+from hippos.models import (
+    LanguageModel,
+    LMConfig,
+    ModelConfig,
+    SequenceClassifier,
+    upgrade_state_dict,
+)
 from hippos.models.keymap import upgrade_key
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.one_thread

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hippos.layers import H3, Block, KVCache, MultiHeadAttention, S4
+from hippos.layers import H3, S4, Block, KVCache, MultiHeadAttention
 from hippos.models import LanguageModel, LMConfig
 from hippos.models.lm import sample_logits
 

@@ -202,3 +202,34 @@ def test_old_mnist_configs_drop_the_delay_fields_they_carried():
     assert cfg.task == "smnist" and not vars(cfg.data)
     with pytest.raises(ValueError, match="newer"):
         config_from_dict({"task": "smnist", "config_version": 99})
+
+
+# ----------------------------------------------------------------------------- one flag spelling
+
+
+def test_options_take_dashes_and_underscores_alike(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["train", *TINY, "--max-steps=1", f"--out-dir={a}"]) == 0
+    assert main(["train", *TINY, "--max_steps=1", f"--out_dir={b}"]) == 0
+    assert json.loads((a / "config.json").read_text())["out_dir"] == str(a)
+    assert json.loads((b / "config.json").read_text())["max_steps"] == 1
+    capsys.readouterr()
+    assert main(["eval", str(a), "--data-dir", str(tmp_path), "--batch_size=4"]) == 0
+    assert main(["eval", str(a), "--data_dir", str(tmp_path), "--batch-size=4"]) == 0
+    assert main(["train", "--print_config"]) == 0 and main(["train", "--print-config"]) == 0
+
+
+def test_a_task_registered_from_a_module_is_recorded_in_the_run(tmp_path, monkeypatch):
+    (tmp_path / "my_registered_tasks.py").write_text(EXAMPLE.read_text().replace('"first-sign"', '"registered-sign"'))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import my_registered_tasks  # noqa: F401  (registers "registered-sign" as a side effect)
+
+    from hippos.train import default_config, train
+
+    cfg = default_config("registered-sign")
+    cfg.out_dir, cfg.max_steps, cfg.tensorboard = str(tmp_path / "run"), 2, False
+    train(cfg, progress=False, log=lambda msg: None)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["task_module"] == "my_registered_tasks"
+    ev = subprocess.run([sys.executable, "-m", "hippos", "eval", str(tmp_path / "run")], capture_output=True,
+                        text=True, env={**os.environ, "PYTHONPATH": str(tmp_path)}, timeout=300)
+    assert ev.returncode == 0, ev.stderr

@@ -52,7 +52,9 @@ def test_classify_npz_learns_an_early_step_and_its_run_evaluates_and_resumes(tmp
     saved = json.loads((full / "config.json").read_text())
     assert saved["model"]["d_input"] == 1 and saved["model"]["n_classes"] == 2 and saved["data"]["path"] == str(data)
 
-    assert main(["eval", str(full)]) == 0
+    threads = torch.get_num_threads()
+    assert main(["eval", str(full)]) == 0  # the run's num_threads=1 holds for the command only
+    assert torch.get_num_threads() == threads
     got = _last_json(capsys)
     assert got["acc"] == results["test_acc"] and got["n"] == 60
 

@@ -122,12 +122,21 @@ def _encode(vocab, prompt: str):
 def run_generate(args: argparse.Namespace, out=None) -> int:
     import torch
 
-    from hippos.data.text import CharVocab
 
     out = sys.stdout if out is None else out
     model, vocab, cfg = load_lm_run(args.run_dir, args.weights, args.device)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+    before = torch.get_num_threads()
+    try:
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        return _write_stream(args, out, model, vocab)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _write_stream(args: argparse.Namespace, out, model, vocab) -> int:
+    from hippos.data.text import CharVocab
+
     ids = _encode(vocab, args.prompt)
     chars = isinstance(vocab, CharVocab)
     n_new = args.max_new_tokens if args.max_new_tokens is not None else (200 if chars else 1)

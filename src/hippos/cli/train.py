@@ -197,10 +197,6 @@ def load_run(run_dir, weights: str = "last", device: str | None = None, data_dir
     task = resolve_task(cfg)
     task.check(cfg)
     dev = resolve_device(cfg.device)
-    if cfg.num_threads:
-        import torch
-
-        torch.set_num_threads(cfg.num_threads)
     found = ckpt_io.find_checkpoint(run_dir)
     weights_path = found / ckpt_io.MODEL if (weights == "last" and found is not None) else run.weights(weights)
     data = task.load_data(cfg)
@@ -213,17 +209,18 @@ def load_run(run_dir, weights: str = "last", device: str | None = None, data_dir
 
 def run_eval(args: argparse.Namespace) -> int:
     """Rebuild the model of a run from its config.json, load its weights, print metrics."""
-    from hippos.train.loop import evaluate, resolve_device
+    from hippos.train.loop import evaluate, resolve_device, threads
 
     model, cfg, task, data, run, weights, meta = load_run(
         args.run_dir, args.weights, args.device, args.data_dir, args.batch_size, args.task_module
     )
-    m = evaluate(model, data.split(args.split), cfg, resolve_device(cfg.device), task)
+    with threads(cfg.num_threads):  # the run's thread count, restored after (in-process callers)
+        m = evaluate(model, data.split(args.split), cfg, resolve_device(cfg.device), task)
+        extra = task.extra_metrics(model, data, cfg, args.split)
     result = {"run_dir": str(run.path), "weights": str(weights), "step": int(meta.get("step", -1)), "split": args.split,
               "loss": m["loss"], "acc": m["acc"], "n": m["n"]}
     if "bpc" in m:
         result["bpc"] = m["bpc"]
-    extra = task.extra_metrics(model, data, cfg, args.split)
     if extra:
         result["extra"] = extra
     what = "windows" if task.objective.metric in ("bpc", "loss") else "examples"

@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import urllib.request
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from hippos.data.idx import file_sha256 as _sha256
 from hippos.data.idx import read_idx
 
 __all__ = [
+    "MnistDataConfig",
     "FILES",
     "MIRRORS",
     "N_VAL",
@@ -44,6 +46,13 @@ __all__ = [
     "resolve_data_dir",
     "verify_file",
 ]
+
+
+@dataclass
+class MnistDataConfig:
+    """The data section of ``smnist`` / ``psmnist``: none. The files come from ``data_dir``
+    (``<data_dir>/mnist``), the validation split is the last 5,000 training images, the
+    permutation is fixed (``permutation()``)."""
 
 #: The four idx files: name -> (SHA-256, size in bytes). Values from ``data/mnist/SOURCE.md``.
 FILES: dict[str, tuple[str, int]] = {

@@ -35,7 +35,14 @@ import torch
 
 from hippos.discretize import discretize
 from hippos.hippo import MEASURES, dplr
-from hippos.kernels.base import SSMKernel, _check_pos_float, _check_pos_int, conj_extend, dense_state_scan, ssm_parameter
+from hippos.kernels.base import (
+    SSMKernel,
+    _check_pos_float,
+    _check_pos_int,
+    conj_extend,
+    dense_state_scan,
+    ssm_parameter,
+)
 from hippos.kernels.cauchy import cauchy
 
 __all__ = ["DPLRKernel"]

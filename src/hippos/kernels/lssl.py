@@ -23,7 +23,12 @@ import torch
 
 from hippos.discretize import discretize
 from hippos.hippo import MEASURES, transition
-from hippos.kernels.base import SSMKernel, dense_power_products, dense_state_scan, ssm_parameter
+from hippos.kernels.base import (
+    SSMKernel,
+    dense_power_products,
+    dense_state_scan,
+    ssm_parameter,
+)
 
 __all__ = ["DenseKernel", "DENSE_INITS", "DENSE_DISCRETIZATIONS"]
 

@@ -33,7 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hippos.kernels.base import SSMKernel, _check_pos_float, _check_pos_int, ssm_parameter
+from hippos.kernels.base import (
+    SSMKernel,
+    _check_pos_float,
+    _check_pos_int,
+    ssm_parameter,
+)
 from hippos.ops.fftconv import fft_conv
 
 __all__ = ["ShiftKernel", "shift_matrix"]

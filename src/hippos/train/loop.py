@@ -72,14 +72,21 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_task(cfg: TrainConfig) -> Task:
-    """The config's task, importing its ``task_module`` first when it names one."""
+    """The config's task, importing its ``task_module`` first when it names one. A task
+    registered from Python without one gets the module that defines it recorded (so that the
+    CLI finds it again), unless that module is a script being run (``__main__``)."""
     if cfg.task_module:
         cfg.task_module = import_task_module(cfg.task_module)
-    return get_task(cfg.task)
+    task = get_task(cfg.task)
+    module = type(task).__module__
+    if not cfg.task_module and not module.startswith("hippos.") and module != "__main__":
+        cfg.task_module = module
+    return task
 
 
 @contextlib.contextmanager
-def _threads(n: int):
+def threads(n: int):
+    """``torch.set_num_threads(n)`` for the block (n = 0: unchanged), restored after."""
     before = torch.get_num_threads()
     try:
         if n:
@@ -186,8 +193,12 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, resume: boo
     task = resolve_task(cfg)
     task.check(cfg)
     device = resolve_device(cfg.device)
-    with _threads(cfg.num_threads):
-        return _train(cfg, task, model, device, resume, force, _printer(progress, log), progress, on_epoch)
+    say = _printer(progress, log)
+    if type(task).__module__ == "__main__" and not cfg.task_module:
+        say(f"note: task {cfg.task!r} is defined in the script being run: `hippos eval` and `--resume` of this run "
+            "need --task-module SCRIPT.py (or register it in a module of its own)")
+    with threads(cfg.num_threads):
+        return _train(cfg, task, model, device, resume, force, say, progress, on_epoch)
 
 
 def _train(cfg: TrainConfig, task: Task, model, device, resume: bool, force: bool, say, progress: bool, on_epoch) -> dict:

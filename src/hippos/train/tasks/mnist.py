@@ -9,18 +9,11 @@ files of other content use ``hippos train classify --data.format=idx``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from hippos.data.mnist import MnistDataConfig
 from hippos.train.config import TrainConfig, require
 from hippos.train.task import ClassificationTask, TaskData
 
-__all__ = ["MnistDataConfig", "MnistTask"]
-
-
-@dataclass
-class MnistDataConfig:
-    """MNIST has no data options: the files come from ``data_dir`` (``<data_dir>/mnist``), the
-    validation split is the last 5,000 training images, the permutation is fixed."""
+__all__ = ["MnistTask"]
 
 
 class MnistTask(ClassificationTask):
