@@ -141,7 +141,7 @@ def corrupt_data(tmp_path):
         (["--config", "/nonexistent/c.json"], "not found"),
         (["smnist", "--data_dir={empty}"], "missing data file"),
         (["smnist", "--data_dir={corrupt}"], "is not the MNIST file"),
-        (["smnist", "--data.noise=0.9"], "unknown config key 'data.noise'"),
+        (["smnist", "--data.noise=0.9"], "unknown config key 'data.noise': the smnist data section has no keys"),
         (["--model.n_classes=10", "--model.d_input=3"], "d_input"),
         (["--device=cuda:7"] if not torch.cuda.is_available() else ["--device=bogus"], "device"),
     ],

@@ -130,6 +130,12 @@ def all_keys(cfg=TrainConfig, prefix: str = "") -> list[str]:
 
 
 def _unknown(key: str, cfg) -> ValueError:
+    head = key.split(".", 1)[0]
+    section = getattr(cfg, head, None) if "." in key else None
+    if _is_section(section) and not _fields(section):
+        task = getattr(cfg, "task", None)
+        return ValueError(f"unknown config key {key!r}: the {task + ' ' if task else ''}{head} section has no keys "
+                          f"({type(section).__name__})")
     keys = all_keys(cfg)
     close = difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
     if not close:  # try the last component alone: "d_model" -> "model.d_model"
