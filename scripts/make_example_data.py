@@ -1,5 +1,7 @@
-"""Write the example data sets of docs/your-data.md, one per input format of ``hippos train classify``
-and ``hippos train forecast``, into OUT_DIR (keep it outside the repository).
+"""Write the example data sets of docs/your-data.md into OUT_DIR (keep it outside the repository).
+
+One per input format of ``hippos train classify`` (idx, variable-length npz, ragged CSV) and one
+for ``hippos train forecast``.
 
     python scripts/make_example_data.py /work/example-data [--data-dir ../shared/data] [--seed 0]
 
@@ -55,7 +57,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 GRAY = (0.2989, 0.5870, 0.1140)  # tf.image.rgb_to_grayscale, as LRA's Image task
 SHAPES = ("sine", "square", "sawtooth")  # the integer label of each is its index
 

@@ -147,3 +147,95 @@ def test_forecast_beats_seasonal_naive_and_eval_prints_the_baselines(tmp_path, c
     assert any(line.startswith("| seasonal naive (period 12) |") for line in lines)
     got = json.loads(lines[-1])
     assert got["extra"]["rmse"] == pytest.approx(m["rmse"], rel=1e-6)
+
+
+def test_a_relative_data_path_is_recorded_absolute_and_eval_takes_moved_data(tmp_path, capsys, monkeypatch):
+    where = tmp_path / "data"
+    where.mkdir()
+    _early_step_npz(where / "d.npz", n=80)
+    monkeypatch.chdir(where)
+    out = tmp_path / "run"
+    assert main(["train", "classify", "--data.path=d.npz", *SMALL, "--max_steps=2", f"--out-dir={out}"]) == 0
+    assert json.loads((out / "config.json").read_text())["data"]["path"] == str(where / "d.npz")
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", str(out)]) == 0  # from another directory
+    acc = _last_json(capsys)["acc"]
+
+    moved = tmp_path / "moved.npz"
+    (where / "d.npz").rename(moved)
+    assert main(["eval", str(out)]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["eval", str(out), f"--data.path={moved}"]) == 0
+    assert _last_json(capsys)["acc"] == acc
+    assert main(["eval", str(out), "--data.path", str(moved)]) == 0  # the spaced spelling
+    assert _last_json(capsys)["acc"] == acc
+
+
+def test_eval_takes_only_data_keys(tmp_path, capsys):
+    data = _early_step_npz(tmp_path / "d.npz", n=80)
+    out = tmp_path / "run"
+    assert main(["train", "classify", f"--data.path={data}", *SMALL, "--max_steps=1", f"--out-dir={out}"]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(["eval", str(out), "--lr=3"])
+    assert e.value.code == 2 and "unrecognized arguments: --lr=3" in capsys.readouterr().err
+    assert main(["eval", str(out), "--data.pth=x"]) == 2
+    assert "unknown config key 'data.pth'; did you mean 'data.path'" in capsys.readouterr().err
+
+
+def test_force_starts_over_in_a_run_with_artifacts_and_keeps_foreign_files(tmp_path, capsys):
+    data = _early_step_npz(tmp_path / "d.npz", n=80)
+    out = tmp_path / "run"
+    args = ["train", "classify", f"--data.path={data}", *SMALL, "--max_steps=1", f"--out-dir={out}"]
+    assert main(args) == 0
+    assert json.loads((out / ".artifacts.json").read_text()) == ["classes.json", "normalizer.json"]
+    assert main([*args, "--force"]) == 0  # its own classes.json / normalizer.json are not "foreign"
+    # a forecast run over it: the classify artifacts are the old run's own, removed by --force
+    assert main(["train", "forecast", "--data.synth_length=300", "--data.window=32", "--max_steps=1", "--no-progress",
+                 "--tensorboard=false", f"--out-dir={out}", "--force"]) == 0
+    assert not (out / "classes.json").exists() and (out / "forecast.json").exists()
+    (out / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert main([*args, "--force"]) == 2
+    assert "notes.txt" in capsys.readouterr().err and (out / "notes.txt").read_text() == "mine"
+
+
+def test_bad_labels_and_cells_are_named_once(tmp_path, capsys):
+    f = tmp_path / "fl.npz"
+    np.savez(f, x=np.zeros((5, 4)), y=np.array([0, 1, 0, 1, 1.5]))
+    assert main(["train", "classify", f"--data.path={f}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"hippos train: error: {str(f)!r} (x, y): labels must be integers, got 1.5 at position 4"
+
+    c = tmp_path / "s.csv"
+    c.write_text("label,a,b,c\n0,1,2,3\n1,1,nan,3\n0,4,5,6\n1,1,1,1\n")
+    assert main(["train", "classify", f"--data.path={c}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"{str(c)!r} row 3, column 'b': 'nan' is not a finite float32 number"), err
+    c.write_text("label,a,b,c\n0,1,2,3\n1,1,1e39,3\n0,4,5,6\n1,1,1,1\n")
+    assert main(["train", "classify", f"--data.path={c}"]) == 2
+    assert "column 'b': '1e39' is not a finite float32 number" in capsys.readouterr().err
+
+
+def test_test_file_checksums(tmp_path, capsys):
+    from hippos.data.idx import file_sha256
+
+    data = _early_step_npz(tmp_path / "d.npz", n=80)
+    test = _early_step_npz(tmp_path / "t.npz", n=20, seed=3)
+    args = ["train", "classify", f"--data.path={data}", f"--data.test_path={test}", *SMALL, "--max_steps=1"]
+    assert main([*args, f"--out-dir={tmp_path / 'a'}", f"--data.test_sha256={file_sha256(test)}"]) == 0
+    capsys.readouterr()
+    assert main([*args, f"--out-dir={tmp_path / 'b'}", "--data.test_sha256=" + "0" * 64]) == 2
+    assert "does not match the given SHA-256" in capsys.readouterr().err
+    assert main(["train", "classify", f"--data.path={data}", "--data.test_sha256=" + "0" * 64]) == 2
+    assert "--data.test_sha256 checks --data.test_path, which is not set" in capsys.readouterr().err
+
+
+def test_a_rollout_context_past_the_window_is_one_warning_line_before_training(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "forecast", "--data.synth_length=400", "--data.window=32", "--data.context=48", "--max_steps=1",
+                 "--no-progress", "--tensorboard=false", f"--out-dir={out}"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    want = ("hippos train: warning: rollout context 48 is longer than the training window 32: the model never saw "
+            "such states and its errors may grow (docs/forecasting.md, 'Known traps')")
+    assert err == [want]

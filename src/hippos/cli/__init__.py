@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from hippos.cli import bench, hippo, lm
 from hippos.cli import train as train_commands
@@ -31,14 +32,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warnings_as_lines(command: str) -> None:
+    """On the command line a warning is one line, ``hippos CMD: warning: ...``, each text once
+    (the library's ``warnings.warn`` stays a normal warning for Python callers)."""
+    seen = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = str(message)
+        if text not in seen:
+            seen.add(text)
+            print(f"hippos {command}: warning: {text}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest:  # only ``hippos eval`` takes free ``--data.KEY=VALUE`` overrides (data moved since training)
+        if not hasattr(args, "data_overrides") or not all(t.startswith("--data.") or not t.startswith("-") for t in rest):
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        args.data_overrides = rest
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():  # restored after: in-process callers keep their warning display
+            _warnings_as_lines(args.command)
+            return int(args.func(args) or 0)
     except (UsageError, ValueError, TypeError, FileNotFoundError) as e:
         if os.environ.get("HIPPOS_DEBUG"):
             raise

@@ -4,6 +4,7 @@
     hippos train --resume RUN_DIR [--key=value ...]       (only keys in RESUME_MUTABLE)
     hippos train TASK --print-config                      (the resolved config, as JSON)
     hippos eval RUN_DIR [--split test|val] [--weights last|best] [--data-dir DIR] [--task-module FILE.py]
+                        [--data.KEY=VALUE ...]                 (e.g. --data.path=NEW if the data moved)
 
 The language-model commands (``hippos synthetics``, ``hippos generate``) are in
 ``hippos.cli.lm``. Config precedence: the task's defaults < ``--config`` file < ``--key=value`` overrides.
@@ -176,11 +177,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def load_run(run_dir, weights: str = "last", device: str | None = None, data_dir: str | None = None,
-             batch_size: int | None = None, task_module: str | None = None):
+             batch_size: int | None = None, task_module: str | None = None, data_overrides=()):
     """``(model, cfg, task, data, run, weights_path, meta)`` of a saved run, the model in eval mode.
 
     The run's ``config.json`` (its ``task_module`` imported first, or ``task_module`` instead),
-    its data through the task (the artifacts checked against the run's), its weights."""
+    its data through the task (the artifacts checked against the run's), its weights.
+    ``data_overrides``: ``[("data.path", "/new/place.npz"), ...]`` for data that moved; the
+    artifacts check still refuses data that gives other classes or statistics."""
     from hippos.train import checkpoint as ckpt_io
     from hippos.train.config import apply_overrides
     from hippos.train.loop import resolve_device, resolve_task
@@ -193,7 +196,10 @@ def load_run(run_dir, weights: str = "last", device: str | None = None, data_dir
         saved["task_module"] = import_task_module(task_module)
     cfg = config_from_dict(saved)
     overrides = [(k, str(v)) for k, v in (("data_dir", data_dir), ("device", device), ("batch_size", batch_size)) if v is not None]
-    cfg = apply_overrides(cfg, overrides)
+    for key, _ in data_overrides:
+        if not key.startswith("data."):
+            raise UsageError(f"only the data section can be changed at evaluation, not {key!r}")
+    cfg = apply_overrides(cfg, [*overrides, *data_overrides])
     task = resolve_task(cfg)
     task.check(cfg)
     dev = resolve_device(cfg.device)
@@ -209,10 +215,12 @@ def load_run(run_dir, weights: str = "last", device: str | None = None, data_dir
 
 def run_eval(args: argparse.Namespace) -> int:
     """Rebuild the model of a run from its config.json, load its weights, print metrics."""
+    from hippos.train.config import parse_override_args
     from hippos.train.loop import evaluate, resolve_device, threads
 
     model, cfg, task, data, run, weights, meta = load_run(
-        args.run_dir, args.weights, args.device, args.data_dir, args.batch_size, args.task_module
+        args.run_dir, args.weights, args.device, args.data_dir, args.batch_size, args.task_module,
+        parse_override_args(list(args.data_overrides)),
     )
     with threads(cfg.num_threads):  # the run's thread count, restored after (in-process callers)
         m = evaluate(model, data.split(args.split), cfg, resolve_device(cfg.device), task)
@@ -251,7 +259,8 @@ def add_parser(subparsers) -> None:
         "eval",
         help="evaluate a trained run (its last checkpoint or best weights) on the test or val split",
         description="Rebuild the model from RUN_DIR/config.json, load its weights and print loss and accuracy "
-        "(ar, ih: last-token accuracy; charlm: bits per character; for these the test split is the val split).",
+        "(ar, ih: last-token accuracy; charlm: bits per character; for these the test split is the val split). "
+        "Data that moved since training: --data.KEY=VALUE (e.g. --data.path=NEW.npz) replaces the run's value.",
     )
     e.add_argument("run_dir", metavar="RUN_DIR", help="run directory (or its checkpoint/ directory)")
     e.add_argument("--split", choices=("test", "val", "train"), default="test", help="which split (default: test)")
@@ -260,7 +269,7 @@ def add_parser(subparsers) -> None:
     e.add_argument("--task-module", metavar="FILE.py", default=None, help="the run's task module, if it moved (default: the one in its config)")
     e.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: the run's)")
     e.add_argument("--batch-size", type=positive_int, default=None, help="evaluation batch size (default: the run's)")
-    e.set_defaults(func=run_eval)
+    e.set_defaults(func=run_eval, data_overrides=[])
 
 
 def _train_main(args: argparse.Namespace) -> int:

@@ -116,6 +116,12 @@ def _check_config(cfg: ForecastDataConfig) -> None:
             raise TypeError(f"data.{name} must be a bool, got {getattr(cfg, name)!r}")
 
 
+def long_context_warning(context: int, window: int) -> str:
+    """The one line said when a rollout context exceeds the training window (a known trap)."""
+    return (f"rollout context {context} is longer than the training window {window}: the model never saw such "
+            "states and its errors may grow (docs/forecasting.md, 'Known traps')")
+
+
 # ---------------------------------------------------------------------------------- loading
 def generate_seasonal(length: int = 1000, period: int = 12, trend: float = 0.03, noise: float = 0.05, seed: int = 0) -> np.ndarray:
     """The built-in series ``f64(length 1)``: trend + a two-harmonic season + Gaussian noise,
@@ -422,11 +428,7 @@ class ForecastData:
         if context > len(z):
             raise ValueError(f"rollout context {context} is longer than the {len(z)} transformed steps before the {split} tail")
         if context > self.window:
-            warnings.warn(
-                f"rollout context {context} is longer than the training window {self.window}: the model never saw such "
-                "states and its errors may grow (docs/forecasting.md)",
-                stacklevel=2,
-            )
+            warnings.warn(long_context_warning(context, self.window), stacklevel=2)
         return EvalSplit(split, z[-context:], history, target, history[-1].copy())
 
 

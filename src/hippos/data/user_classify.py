@@ -69,6 +69,8 @@ class ClassifyDataConfig:
     label_column: str = "label"  # csv: the label column's name in the header
     sha256: str | None = None  # checked against path when given
     labels_sha256: str | None = None  # idx: checked against labels_path when given
+    test_sha256: str | None = None  # checked against test_path when given
+    test_labels_sha256: str | None = None  # idx: checked against test_labels_path when given
     val_fraction: float = 0.1  # of the training file, held out for validation
     test_fraction: float = 0.1  # of the training file, held out for test when no test data
     split_seed: int = 0
@@ -136,11 +138,11 @@ def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) 
 # ----------------------------------------------------------------------------- readers
 
 
-def _labels(y, where: str) -> np.ndarray:
-    """Integer labels ``int64(n)``; integral floats are accepted."""
+def _labels(y) -> np.ndarray:
+    """Integer labels ``int64(n)``; integral floats are accepted. Errors name no file (callers do)."""
     y = np.asarray(y)
     if y.ndim != 1:
-        raise ValueError(f"{where}: labels must have shape (n,), got {y.shape}")
+        raise ValueError(f"labels must have shape (n,), got {y.shape}")
     if y.dtype.kind in "iub":
         return y.astype(np.int64)
     if y.dtype.kind == "f":
@@ -148,13 +150,14 @@ def _labels(y, where: str) -> np.ndarray:
         if ok.all():
             return y.astype(np.int64)
         i = int(np.argmin(ok))
-        raise ValueError(f"{where}: labels must be integers, got {y[i]!r} at position {i}")
-    raise TypeError(f"{where}: labels must be integers, got dtype {y.dtype}")
+        raise ValueError(f"labels must be integers, got {y[i].item()!r} at position {i}")
+    raise TypeError(f"labels must be integers, got dtype {y.dtype}")
 
 
 def _dataset(x, y, lengths, where: str) -> VarLenSequences:
+    """``VarLenSequences`` whose every error is prefixed once by ``where``."""
     try:
-        return VarLenSequences(x, _labels(y, where), lengths)
+        return VarLenSequences(x, _labels(y), lengths)
     except (ValueError, TypeError) as e:
         raise type(e)(f"{where}: {e}") from None
 
@@ -266,15 +269,23 @@ def _read_csv_rows(path: Path, label_column: str, delimiter: str) -> VarLenSeque
             if not cells:
                 raise ValueError(f"{at}: no values, only a label")
             try:
-                seqs.append(np.array(cells, dtype=np.float64))
+                seq = np.array(cells, dtype=np.float64)
             except ValueError:
                 j = next(j for j, c in enumerate(cells) if not _is_number(c))
                 what = "an empty cell before the last value" if not cells[j] else f"{cells[j]!r} is not a number"
                 raise ValueError(f"{at}, column {steps[j]!r}: {what}") from None
+            bad = ~(np.abs(seq) <= _F32_MAX)  # NaN, inf, or too large for the float32 the model reads
+            if bad.any():
+                j = int(np.argmax(bad))
+                raise ValueError(f"{at}, column {steps[j]!r}: {cells[j]!r} is not a finite float32 number")
+            seqs.append(seq)
             labels.append(_parse_label(label, at))
     if not seqs:
         raise ValueError(f"{where}: no data rows after the header")
     return _dataset(seqs, np.array(labels, dtype=np.int64), None, where)
+
+
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 def _is_number(text: str) -> bool:
@@ -308,7 +319,7 @@ def _file(cfg: ClassifyDataConfig, key: str) -> Path | None:
 
 def _check_fields(cfg: ClassifyDataConfig, fmt: str) -> None:
     if fmt != "idx":
-        for key in ("labels_path", "test_labels_path", "labels_sha256"):
+        for key in ("labels_path", "test_labels_path", "labels_sha256", "test_labels_sha256"):
             if getattr(cfg, key) is not None:
                 where = "in the array y" if fmt == "npz" else f"in the column {cfg.label_column!r}"
                 raise ValueError(f"--data.{key} is only read for idx data; the labels of {fmt} data are {where}")
@@ -319,6 +330,9 @@ def _check_fields(cfg: ClassifyDataConfig, fmt: str) -> None:
             raise ValueError("idx data need --data.labels_path=FILE (the labels, an idx file of n integers)")
         if (cfg.test_path is None) != (cfg.test_labels_path is None):
             raise ValueError("idx test data need both --data.test_path and --data.test_labels_path")
+    for key, of in (("test_sha256", "test_path"), ("test_labels_sha256", "test_labels_path")):
+        if getattr(cfg, key) is not None and getattr(cfg, of) is None:
+            raise ValueError(f"--data.{key} checks --data.{of}, which is not set")
     if cfg.normalize not in NORMALIZE:
         raise ValueError(f"--data.normalize must be one of {', '.join(NORMALIZE)}, got {cfg.normalize!r}")
     m = cfg.max_length
@@ -366,13 +380,15 @@ def load_classification(cfg: ClassifyDataConfig, *, normalizer: Normalizer | Non
     if fmt == "idx":
         data = _read_idx_pair(path, labels_path, cfg.sha256, cfg.labels_sha256)
         if test_path is not None:
-            test = _read_idx_pair(test_path, test_labels_path)
+            test = _read_idx_pair(test_path, test_labels_path, cfg.test_sha256, cfg.test_labels_sha256)
     else:
         if cfg.sha256 is not None:
             check_sha256(path, cfg.sha256)
         if fmt == "npz":
             data, test = _read_npz(path)
             if test_path is not None:
+                if cfg.test_sha256 is not None:
+                    check_sha256(test_path, cfg.test_sha256)
                 if test is not None:
                     raise ValueError(f"test data twice: {str(path)!r} has x_test/y_test and --data.test_path is set")
                 test, extra = _read_npz(test_path)
@@ -384,6 +400,8 @@ def load_classification(cfg: ClassifyDataConfig, *, normalizer: Normalizer | Non
             delimiter = "\t" if fmt == "tsv" else ","
             data = _read_csv(path, cfg.label_column, delimiter)
             if test_path is not None:
+                if cfg.test_sha256 is not None:
+                    check_sha256(test_path, cfg.test_sha256)
                 test = _read_csv(test_path, cfg.label_column, delimiter)
     _check_length(data, cfg.max_length, repr(str(path)))
     if test is not None:

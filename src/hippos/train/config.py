@@ -373,6 +373,29 @@ def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
+def is_path_key(name: str) -> bool:
+    """Config keys that hold a file or folder: ``data_dir``, ``data.path``, ``data.labels_path``, ..."""
+    return name in ("path", "data_dir") or name.endswith("_path")
+
+
+def absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """A copy of ``cfg`` whose relative data paths (``data_dir`` and the data section's ``path`` /
+    ``*_path`` keys) are made absolute against the current directory, ``~`` expanded: the run's
+    ``config.json`` then finds its data from any directory (``hippos eval``, ``--resume``)."""
+    cfg = _copy(cfg)
+
+    def fix(obj):
+        for name in _fields(obj):
+            value = getattr(obj, name)
+            if is_path_key(name) and isinstance(value, str) and value:
+                setattr(obj, name, str(Path(value).expanduser().absolute()))
+
+    fix(cfg)
+    if _is_section(cfg.data):
+        fix(cfg.data)
+    return cfg
+
+
 def require(cfg: TrainConfig, ok: bool, key: str, what: str) -> None:
     """Raise ``ValueError("<key> must be <what>, got <value>")`` unless ``ok``."""
     if not ok:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from hippos.train import checkpoint as ckpt_io
-from hippos.train.config import TrainConfig, validate
+from hippos.train.config import TrainConfig, absolute_paths, validate
 from hippos.train.metrics import METRICS_FIELDS, MetricsLog
 from hippos.train.optim import build_optimizer, lr_factor, set_lr
 from hippos.train.plots import plot_curves
@@ -202,6 +202,8 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, resume: boo
 
 
 def _train(cfg: TrainConfig, task: Task, model, device, resume: bool, force: bool, say, progress: bool, on_epoch) -> dict:
+    if not resume:
+        cfg = absolute_paths(cfg)  # config.json finds the data from any directory
     run = RunDir(cfg.out_dir or default_out_dir(cfg.task))
     cfg.out_dir = str(run.path)
     found = run.checkpoint() if resume else None

@@ -9,6 +9,7 @@
     best.safetensors     weights of the best validation score so far
     results.json         final validation and test numbers
     <artifacts>          the task's files (vocab.json of charlm, normalizer.json of classify, ...)
+    .artifacts.json      the names of those files, so ``--force`` knows them as the run's own
     tb/                  TensorBoard events, when tensorboard is installed
     .lock                held (``flock``) by the process training the run
 
@@ -40,9 +41,10 @@ class RunInUseError(ValueError):
 
 class RunDir:
     CONFIG, METRICS, CURVES, RESULTS, TB, LOCK = "config.json", "metrics.csv", "curves.png", "results.json", "tb", ".lock"
+    ARTIFACTS = ".artifacts.json"
     BEST, CHECKPOINT = ckpt_io.BEST, ckpt_io.CHECKPOINT
     #: What a run writes besides the task's artifacts (``--force`` removes these and the artifacts).
-    OWN = (CONFIG, METRICS, CURVES, RESULTS, TB, LOCK, ckpt_io.BEST, ckpt_io.CHECKPOINT, ckpt_io._TMP, ckpt_io._OLD,
+    OWN = (CONFIG, METRICS, CURVES, RESULTS, TB, LOCK, ARTIFACTS, ckpt_io.BEST, ckpt_io.CHECKPOINT, ckpt_io._TMP, ckpt_io._OLD,
            ".metrics.csv.tmp", ".config.json.tmp", ".results.json.tmp")
 
     def __init__(self, path: str | os.PathLike):
@@ -106,13 +108,14 @@ class RunDir:
             raise ValueError(
                 f"out_dir {str(p)!r} already holds a run; pass --resume {p} to continue it or --force to start over"
             )
-        foreign = [e for e in entries if e not in self.OWN and e not in artifacts]
+        known = {*self.OWN, *artifacts, *self._recorded_artifacts()}
+        foreign = [e for e in entries if e not in known]
         if foreign:
             raise ValueError(f"out_dir {str(p)!r} holds files that are not part of a run ({', '.join(sorted(foreign)[:3])}); not removing them")
 
     def clear(self, artifacts=()) -> None:
         """Remove what a run wrote (``--force``), except the lock this process holds."""
-        for name in (*self.OWN, *artifacts):
+        for name in (*self._recorded_artifacts(), *self.OWN, *artifacts):
             if name == self.LOCK:
                 continue
             f = self.path / name
@@ -141,6 +144,17 @@ class RunDir:
     def write_artifacts(self, artifacts: dict[str, str]) -> None:
         for name, text in artifacts.items():
             self.write_text(name, text)
+        self.write_json(self.ARTIFACTS, sorted(artifacts))
+
+    def _recorded_artifacts(self) -> list[str]:
+        """The artifact names an earlier run here recorded (none for runs older than the record)."""
+        f = self.path / self.ARTIFACTS
+        try:
+            names = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        # only plain names inside the run: a damaged record must not point --force elsewhere
+        return [n for n in names if isinstance(n, str) and n and "/" not in n and "\\" not in n and n not in (".", "..")]
 
     def check_artifacts(self, artifacts: dict[str, str]) -> None:
         """A resumed or evaluated run must find the data's artifacts as the run saved them."""

@@ -53,6 +53,13 @@ class ForecastTask(Task):
             raise TypeError("task 'forecast' trains a Forecaster: its model section must be a ModelConfig")
         require(cfg, not cfg.model.bidirectional, "model.bidirectional", "false (a forecaster must be causal)")
         require(cfg, cfg.model.norm != "batch", "model.norm", "'layer' or 'none' (the rollout steps one sample at a time)")
+        ctx = cfg.data.context
+        if isinstance(ctx, int) and isinstance(cfg.data.window, int) and ctx > cfg.data.window:
+            import warnings
+
+            from hippos.data.series import long_context_warning
+
+            warnings.warn(long_context_warning(ctx, cfg.data.window), stacklevel=2)  # before training, not after
 
     def load_data(self, cfg: TrainConfig) -> TaskData:
         from hippos.data.series import prepare_forecast
