@@ -61,16 +61,19 @@ python - "$OUT" $MODELS <<'PY'
 import json, sys
 from pathlib import Path
 out = Path(sys.argv[1])
-print("| model | parameters | tokens | val bpc (final) | best val bpc | train time |")  # val = the last 10% of the text
-print("|---|---|---|---|---|---|")
+# runs since the three-way split: test = the last 5% of the text, val the 5% before it; older runs
+# (data.test_fraction=0) score the val text (the last 10%) as "test"
+print("| model | parameters | tokens | test bpc (final) | test bpc (best-val weights) | split | train time |")
+print("|---|---|---|---|---|---|---|")
 for name in sys.argv[2:]:  # MODELS, in order
     f = out / name / "results.json"
     if not f.exists():
-        print(f"| {name} | (not finished: hippos train --resume {out / name}) | | | | |")
+        print(f"| {name} | (not finished: hippos train --resume {out / name}) | | | | | |")
         continue
     r = json.loads(f.read_text())
     c = json.loads((out / name / "config.json").read_text())
     tokens = r["step"] * c["batch_size"] * c["data"]["seq_len"]
+    split = "val as test (old run)" if c["data"].get("test_fraction", 0) == 0 else "held-out test"
     print(f"| {name} | {r.get('n_params', 0):,} | {tokens / 1e6:.1f}M | {r['test_bpc']:.3f} | {r['test_bpc_best_val']:.3f} "
-          f"| {r['train_time_s'] / 60:.0f} min |")
+          f"| {split} | {r['train_time_s'] / 60:.0f} min |")
 PY

@@ -93,6 +93,16 @@ def _check_signal(u: torch.Tensor) -> torch.Tensor:
     return u.to(_F64)
 
 
+#: Per-step (N, N) matrices are built ``chunk`` steps at a time, but at most this many floats
+#: (32 MB of float64) per tensor: memory stays O(N²) at any N (64 steps at N = 5000 were 13 GB each).
+_CHUNK_FLOATS = 1 << 22
+
+
+def _chunk_steps(chunk: int, N: int) -> int:
+    """How many steps' (N, N) matrices to build at once: ``chunk``, capped by :data:`_CHUNK_FLOATS`."""
+    return max(1, min(chunk, _CHUNK_FLOATS // (N * N)))
+
+
 def _legs_exact(u: torch.Tensor, N: int, chunk: int) -> torch.Tensor:
     """Exact LegS states of the held samples ``u: f64(B L)`` -> ``f64(B L N)`` in O(L N²).
 
@@ -115,6 +125,7 @@ def _legs_exact(u: torch.Tensor, N: int, chunk: int) -> torch.Tensor:
     out = torch.empty(u.shape[0], L, N, dtype=_F64)
     c = u[:, :1] * torch.eye(N, dtype=_F64)[0]  # the first constant piece, exactly
     out[:, 0] = c
+    chunk = _chunk_steps(chunk, N)
     for start in range(1, L, chunk):
         k = torch.arange(start, min(L, start + chunk), dtype=_F64)
         rho = k / (k + 1)  # (C)
@@ -135,6 +146,7 @@ def _legs_exact(u: torch.Tensor, N: int, chunk: int) -> torch.Tensor:
 
 def _legs_steps(A, B, L: int, method: str, chunk: int):
     """Yield ``(Ā_k, B̄_k)`` chunks for LegS steps k = 1..L-1 (log-time steps)."""
+    chunk = _chunk_steps(chunk, A.shape[-1])
     for start in range(1, L, chunk):
         k = torch.arange(start, min(L, start + chunk), dtype=_F64)
         yield discretize(A, B, torch.log((k + 1) / k), method)  # (C N N), (C N)
@@ -154,8 +166,9 @@ def project(
 
     ``c[..., k, :]`` holds the coefficients of the signal's history at ``t_k = (k+1)·dt``:
     ``reconstruct(c[..., k, :], measure, s, t_k)`` rebuilds ``u`` on :func:`window`.
-    ``method`` is any name of :data:`hippos.discretize.METHODS`. ``chunk`` bounds the memory of
-    LegS's per-step matrices (``chunk·N²`` floats). LegS with ZOH uses the O(N²)-per-step exact
+    ``method`` is any name of :data:`hippos.discretize.METHODS`. LegS builds its per-step
+    (N, N) matrices ``chunk`` steps at a time, fewer at large N (at most 4M floats per tensor),
+    so memory is O(N² + L·N) whatever N. LegS with ZOH uses the O(N²)-per-step exact
     update of :func:`_legs_exact`; ``exact_legs=False`` takes the matrix exponential of each
     step instead (O(N³), the same numbers: a test ties the two).
     """

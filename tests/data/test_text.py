@@ -18,6 +18,7 @@ from hippos.data.text import (
     bits_per_char,
     load_text,
     split_text,
+    split_train_val_test,
     tinyshakespeare,
 )
 
@@ -107,6 +108,9 @@ def test_tinyshakespeare_real_file(data_dir):
     assert len(s) == 1_115_394 and len(CharVocab.from_text(s)) == 65
     train, val = split_text(s)
     assert (len(train), len(val)) == (1_003_854, 111_540) and train + val == s
+    train3, val3, test3 = split_train_val_test(s)  # the defaults: 5% val, then the last 5% test
+    assert (len(train3), len(val3), len(test3)) == (1_003_854, 55_770, 55_770) and train3 == train
+    assert train3 + val3 + test3 == s and len(CharVocab.from_text(train3)) == 65  # train alone has every char
 
 
 def test_split_text():
@@ -119,6 +123,38 @@ def test_split_text():
         split_text(s, val_fraction=1.0)
     with pytest.raises(ValueError, match="too short"):
         split_text("a", val_fraction=0.1)
+
+
+@pytest.mark.parametrize("n", [20, 997, 1000, 1_115_394])
+@pytest.mark.parametrize("fractions", [(0.05, 0.05), (0.1, 0.0), (0.25, 0.1), (0.3, 0.6)])
+def test_three_splits_are_contiguous_disjoint_and_cover_the_text(n, fractions):
+    s = "".join(chr(97 + i % 26) for i in range(n))
+    val_fraction, test_fraction = fractions
+    train, val, test = split_train_val_test(s, val_fraction, test_fraction)
+    # in order and contiguous, so disjoint as positions and covering the text
+    assert train + val + test == s and s.startswith(train) and s.endswith(test)
+    assert train and val and (test == "") == (test_fraction == 0)
+    assert len(test) == n - int(n * (1 - test_fraction))
+    assert len(train) == int(n * (1 - (val_fraction + test_fraction)))
+    if test_fraction == 0:  # no test text: exactly the two-way split of older runs
+        assert (train, val) == split_text(s, val_fraction)
+
+
+def test_three_way_split_errors():
+    s = "x" * 100
+    for kwargs, fragment in [
+        ({"val_fraction": 0.0}, "val_fraction"),
+        ({"test_fraction": -0.1}, "test_fraction"),
+        ({"test_fraction": 1.0}, "test_fraction"),
+        ({"test_fraction": True}, "test_fraction"),
+        ({"val_fraction": 0.5, "test_fraction": 0.5}, "below 1"),
+    ]:
+        with pytest.raises(ValueError, match=fragment):
+            split_train_val_test(s, **kwargs)
+    with pytest.raises(ValueError, match="too short"):
+        split_train_val_test("x" * 10, 0.05, 0.05)  # 5% of 10 characters is none
+    with pytest.raises(TypeError, match="str"):
+        split_train_val_test(b"bytes")
 
 
 def test_windows_are_shifted_by_one():

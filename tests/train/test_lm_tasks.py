@@ -154,6 +154,9 @@ def test_lm_config_errors_before_any_file(tmp_path, capsys, text_file):
         (TINY_AR + ["--data.seq_len=7"], "even"),
         (tiny_charlm(text_file) + ["--data.seq_len=5000"], "too few"),
         (tiny_charlm(text_file.with_name("missing.txt")), "does not exist"),
+        (tiny_charlm(text_file) + ["--data.test_fraction=1"], "data.test_fraction must be in [0, 1)"),
+        (tiny_charlm(text_file) + ["--data.val_fraction=0.5", "--data.test_fraction=0.5"], "must be below 1"),
+        (tiny_charlm(text_file) + ["--data.test_fraction=0.001"], "raise data.test_fraction"),
     ]
     for i, (args, fragment) in enumerate(cases):
         out = tmp_path / f"run{i}"
@@ -205,7 +208,8 @@ def test_charlm_trains_evaluates_bpc_and_resumes_bitwise(tmp_path, text_file, ca
     assert main(["train", *tiny_charlm(text_file), f"--out_dir={full}"]) == 0
     results = json.loads((full / "results.json").read_text())
     assert results["step"] == 6 and results["test_bpc"] == pytest.approx(results["test_loss"] / math.log(2))
-    assert 0 < results["test_bpc"] < 8 and results["best_val_bpc"] <= results["test_bpc"] + 1e-12
+    assert 0 < results["test_bpc"] < 8 and 0 < results["best_val_bpc"] < 8
+    assert results["test_bpc"] != results["best_val_bpc"]  # another text (test = val before the test split)
     vocab = json.loads((full / "vocab.json").read_text())
     assert vocab["chars"] == "".join(sorted(set(TEXT)))
     cfg = config_from_dict(C.load_config(full / "config.json"))
@@ -222,11 +226,74 @@ def test_charlm_trains_evaluates_bpc_and_resumes_bitwise(tmp_path, text_file, ca
     lines = capsys.readouterr().out.strip().splitlines()
     got = json.loads(lines[-1])
     assert "bpc" in lines[0] and got["bpc"] == pytest.approx(results["test_bpc"], rel=1e-6)
-    n_val = len(TEXT) - int(len(TEXT) * 0.9)
-    assert got["n"] == (n_val - 1) // 16  # non-overlapping windows of the validation text
+    n_test = len(TEXT) - int(len(TEXT) * 0.95)
+    assert got["n"] == (n_test - 1) // 16  # non-overlapping windows of the test text (the last 5%)
+    assert "no test split" not in "".join(lines) and "test_extra" not in results
+
+    # val is another text: the 5% before the test text; the last val row is the final weights on it
+    assert main(["eval", str(full), "--split", "val"]) == 0
+    val = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    n_val = int(len(TEXT) * 0.95) - int(len(TEXT) * 0.9)
+    assert val["n"] == (n_val - 1) // 16 and val["bpc"] != got["bpc"]
+    last_val = [r for r in _rows(full) if r["split"] == "val"][-1]
+    assert float(last_val["loss"]) == pytest.approx(val["loss"], rel=1e-5)  # metrics.csv keeps 6 digits
 
     # a changed text (another vocabulary) is refused on resume and eval
     text_file.write_text(TEXT + "Z")
     capsys.readouterr()
     assert main(["eval", str(full)]) == 2
     assert "vocab.json" in capsys.readouterr().err
+
+
+def test_charlm_splits_of_the_task_are_disjoint_contiguous_and_cover_the_text(text_file):
+    cfg = C.apply_overrides(default_config("charlm"), [("data.path", str(text_file)), ("data.seq_len", "16")])
+    assert (cfg.data.val_fraction, cfg.data.test_fraction) == (0.05, 0.05)
+    data = get_task("charlm").load_data(cfg)
+    vocab = data.train.vocab
+    parts = [vocab.decode(ds.ids) for ds in (data.train, data.val, data.test)]
+    assert "".join(parts) == TEXT and all(parts)  # in order, so contiguous and disjoint
+    assert [len(p) for p in parts[:2]] == [int(len(TEXT) * 0.9), int(len(TEXT) * 0.95) - int(len(TEXT) * 0.9)]
+    assert vocab.chars == "".join(sorted(set(TEXT)))  # the whole text's characters, as before the test split
+
+
+def test_charlm_run_saved_before_the_test_split_keeps_its_split_and_resumes_bitwise(tmp_path, text_file, capsys):
+    """An old charlm config.json has no data.test_fraction (and val_fraction 0.1): it is read
+    as test_fraction=0 (test = val), trains, resumes and evaluates on the split it had."""
+    from hippos.data.text import split_text
+    from hippos.train.registry import upgrade_config_dict
+
+    old_split = [*tiny_charlm(text_file), "--data.val_fraction=0.1", "--data.test_fraction=0"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    capsys.readouterr()
+    assert main(["train", *old_split, f"--out_dir={full}"]) == 0
+    assert "no test split in this run" in capsys.readouterr().out  # beside the "done: test ..." line
+    results = json.loads((full / "results.json").read_text())
+    assert results["test_extra"] == {"no_test_split": True, "scored": "val"}
+
+    assert main(["train", *old_split, f"--out_dir={cut}", "--max_steps=2"]) == 0
+    saved = json.loads((cut / "config.json").read_text())
+    del saved["data"]["test_fraction"]  # as written before the test split
+    (cut / "config.json").write_text(json.dumps(saved))
+    cfg = config_from_dict(saved)
+    assert (cfg.data.val_fraction, cfg.data.test_fraction) == (0.1, 0.0)
+    data = get_task("charlm").load_data(cfg)
+    train, val = split_text(TEXT, 0.1)  # the two-way split of the old code
+    assert data.test is data.val and data.train.vocab.decode(data.train.ids) == train
+    assert data.val.vocab.decode(data.val.ids) == val
+    assert main(["train", "--resume", str(cut)]) == 0
+    _same_weights(full, cut)
+    assert _rows(full) == _rows(cut)
+    assert json.loads((cut / "config.json").read_text())["data"]["test_fraction"] == 0.0  # recorded from now on
+
+    capsys.readouterr()
+    assert main(["eval", str(cut)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[1].startswith("no test split in this run") and json.loads(lines[-1])["bpc"] == pytest.approx(
+        results["test_bpc"], rel=1e-6)
+
+    # an old section without val_fraction gets the old default; new configs and other tasks are left alone
+    bare = config_from_dict({"task": "charlm", "data": {"path": str(text_file)}})
+    assert (bare.data.val_fraction, bare.data.test_fraction) == (0.1, 0.0)
+    for task in ("charlm", "ar"):
+        d = json.loads(json.dumps(C.config_to_dict(default_config(task))))
+        assert upgrade_config_dict(d) == d

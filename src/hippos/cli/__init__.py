@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():  # restored after: in-process callers keep their warning display
             _warnings_as_lines(args.command)
             return int(args.func(args) or 0)
-    except (UsageError, ValueError, TypeError, FileNotFoundError) as e:
+    except (UsageError, ValueError, TypeError, OSError) as e:  # OSError: a full disk, a read-only run, ...
         if os.environ.get("HIPPOS_DEBUG"):
             raise
         print(f"hippos {args.command}: error: {e}", file=sys.stderr)

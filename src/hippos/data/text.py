@@ -8,8 +8,11 @@ next-character prediction, scored in bits per character.
 * ``load_text(path)``: a UTF-8 file read exactly as stored (no newline translation).
 * ``tinyshakespeare(data_dir)``: ``<data_dir>/tinyshakespeare/input.txt``, checked against
   its SHA-256 and size (``TINYSHAKESPEARE``, from that directory's ``SOURCE.md``).
-* ``split_text(text, val_fraction)``: the first 90% of the characters for training, the last
-  10% for validation (nanoGPT's split of the same file); ``int(0.9 * 1,115,394)`` = 1,003,854.
+* ``split_train_val_test(text, val_fraction, test_fraction)``: three contiguous parts in order,
+  train, val, test; the defaults (0.05, 0.05) keep the first 90% for training, as nanoGPT's split of
+  the same file (``int(0.9 * 1,115,394)`` = 1,003,854), and cut its last 10% (nanoGPT's val) in two.
+  ``test_fraction = 0``: no test text (the two-way split of runs made before there was one).
+  ``split_text(text, val_fraction)``: that two-way split, the first 90% and the last 10%.
 * ``TextWindows(ids, seq_len)``: every window ``x = ids[i : i+L]``, ``y = ids[i+1 : i+L+1]``;
   ``RandomWindowSampler`` draws batches of window starts (batch ``b`` a pure function of
   ``(seed, b)``, so a resumed run sees the same batches); ``SequentialWindowSampler`` walks
@@ -39,6 +42,7 @@ __all__ = [
     "bits_per_char",
     "load_text",
     "split_text",
+    "split_train_val_test",
     "tinyshakespeare",
     "verify_checksum",
 ]
@@ -50,7 +54,8 @@ class TextDataConfig:
 
     path: str | None = None  # a UTF-8 text file; none: <data_dir>/tinyshakespeare/input.txt
     seq_len: int = 256  # characters per training window
-    val_fraction: float = 0.1  # the last fraction of the characters is the validation text
+    val_fraction: float = 0.05  # the validation text: this fraction of the characters, just before the test text
+    test_fraction: float = 0.05  # the test text: the last fraction of the characters; 0: none (test = val)
     steps_per_epoch: int = 500  # random-window batches between two validations
 
 
@@ -223,16 +228,42 @@ def tinyshakespeare(data_dir: str | os.PathLike | None = None) -> str:
     return load_text(verify_checksum(path, sha, size))
 
 
-def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
-    """``(train, val)``: the first ``int(len(text) * (1 - val_fraction))`` characters, then the rest."""
+def _check_fraction(name: str, v, lo_open: bool) -> float:
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (0 < v if lo_open else 0 <= v) and v < 1
+    if not ok:
+        raise ValueError(f"{name} must be a number in {'(0' if lo_open else '[0'}, 1), got {v!r}")
+    return float(v)
+
+
+def split_train_val_test(text: str, val_fraction: float = 0.05, test_fraction: float = 0.05) -> tuple[str, str, str]:
+    """``(train, val, test)``: three contiguous, disjoint parts of ``text``, in this order, that cover it.
+
+    With N characters, test starts at ``int(N * (1 - test_fraction))`` and val at
+    ``int(N * (1 - (val_fraction + test_fraction)))``. ``test_fraction = 0`` gives ``test = ""``
+    (no test text; the train and val parts are then exactly those of ``split_text``).
+    ``ValueError`` for fractions out of range or a text too short to give every part a character.
+    """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    if not (isinstance(val_fraction, (int, float)) and not isinstance(val_fraction, bool) and 0 < val_fraction < 1):
-        raise ValueError(f"val_fraction must be a number in (0, 1), got {val_fraction!r}")
-    n = int(len(text) * (1 - val_fraction))
-    if n == 0 or n == len(text):
-        raise ValueError(f"a text of {len(text)} characters is too short to split with val_fraction={val_fraction}")
-    return text[:n], text[n:]
+    val_fraction = _check_fraction("val_fraction", val_fraction, lo_open=True)
+    test_fraction = _check_fraction("test_fraction", test_fraction, lo_open=False)
+    if val_fraction + test_fraction >= 1:
+        raise ValueError(f"val_fraction + test_fraction must be below 1 (something left to train on), "
+                         f"got {val_fraction} + {test_fraction}")
+    n = len(text)
+    val_start = int(n * (1 - (val_fraction + test_fraction)))  # 0.05 + 0.05 == 0.1 exactly: int(0.9 * n), as before
+    test_start = int(n * (1 - test_fraction))
+    if val_start == 0 or test_start == val_start or (test_fraction > 0 and test_start == n):
+        raise ValueError(f"a text of {n} characters is too short to split with val_fraction={val_fraction}, "
+                         f"test_fraction={test_fraction}")
+    return text[:val_start], text[val_start:test_start], text[test_start:]
+
+
+def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
+    """``(train, val)``: the first ``int(len(text) * (1 - val_fraction))`` characters, then the rest
+    (``split_train_val_test`` with no test text)."""
+    train, val, _ = split_train_val_test(text, val_fraction, 0.0)
+    return train, val
 
 
 # ----------------------------------------------------------------------------- windows

@@ -57,6 +57,8 @@ def run_reconstruction(
 
 
 def plot_reconstruction(u: torch.Tensor, results: list[Reconstruction], path: Path, title: str) -> None:
+    """Write one panel per result to the PNG ``path`` (its folder created if missing), through a
+    temporary file beside it that is removed if anything fails."""
     try:
         import matplotlib
 
@@ -79,8 +81,14 @@ def plot_reconstruction(u: torch.Tensor, results: list[Reconstruction], path: Pa
     axes[-1, 0].set_xlabel("time")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(tmp, dpi=110)
+        tmp.replace(path)  # atomic: ``path`` is the old file or the whole new one
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)

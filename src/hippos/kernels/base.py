@@ -40,7 +40,7 @@ from torch import nn
 from hippos.discretize import discretize
 from hippos.kernels import dense
 
-__all__ = ["SSMKernel", "ssm_parameter", "conj_extend", "dense_oracle", "dense_power_products", "dense_state_scan"]
+__all__ = ["SSMKernel", "check_state_tensor", "ssm_parameter", "conj_extend", "dense_oracle", "dense_power_products", "dense_state_scan"]
 
 
 def ssm_parameter(data: torch.Tensor, lr: float | None = None) -> nn.Parameter:
@@ -65,6 +65,28 @@ def _check_pos_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     return value
+
+
+def _check_batch_size(value) -> int:
+    """A batch size: an integer >= 0 (a batch of 0 sequences gives empty states and outputs)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"batch_size must be an integer >= 0, got {value!r}")
+    return value
+
+
+def check_state_tensor(state, want: tuple[int, ...], batch: int | None, complex_: bool, what: str = "state") -> None:
+    """Validate a recurrent state ``(B, ...) == (batch, *want)``: a tensor, then its trailing shape,
+    then its batch against the input's, then real vs complex, each with its own message."""
+    if not torch.is_tensor(state):
+        raise TypeError(f"{what} must be a tensor of shape (B, {', '.join(map(str, want))}) (from default_state), got {type(state).__name__}")
+    if state.dim() != len(want) + 1 or tuple(state.shape[1:]) != tuple(want):
+        raise ValueError(f"{what} must have shape (B, {', '.join(map(str, want))}), got {tuple(state.shape)}")
+    if batch is not None and state.shape[0] != batch:
+        raise ValueError(f"{what} has batch {state.shape[0]}, input has batch {batch}")
+    if state.is_complex() != complex_:
+        raise TypeError(f"{what} must be {'complex' if complex_ else 'real floating point'}, got {state.dtype}")
+    if not complex_ and not state.is_floating_point():
+        raise TypeError(f"{what} must be real floating point, got {state.dtype}")
 
 
 def _check_pos_float(name: str, value) -> float:
@@ -137,12 +159,9 @@ class SSMKernel(nn.Module):
         return u.to(self.real_dtype)
 
     def _check_state(self, state: torch.Tensor, batch: int | None = None) -> torch.Tensor:
-        H, M = self.d_model, self.state_size
-        if not torch.is_tensor(state) or state.dim() != 3 or tuple(state.shape[1:]) != (H, M) or (batch is not None and state.shape[0] != batch):
-            want = f"({batch if batch is not None else 'B'}, {H}, {M})"
-            raise ValueError(f"state must be {want}, got {getattr(state, 'shape', type(state))}")
-        if state.is_complex() != self.state_is_complex:
-            raise TypeError(f"state must be {'complex' if self.state_is_complex else 'real'}, got {state.dtype}")
+        """``state: (B, H, M)`` (B == ``batch`` when given), complex or real as the kernel's, cast to
+        the compute dtype. Messages name the shape, the batch or the dtype that does not fit."""
+        check_state_tensor(state, (self.d_model, self.state_size), batch, self.state_is_complex)
         return state.to(self.complex_dtype if self.state_is_complex else self.real_dtype)
 
     def _check_step(self, u_t: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,8 +171,8 @@ class SSMKernel(nn.Module):
 
     # ---- the contract ---------------------------------------------------------------------------
     def default_state(self, batch_size: int) -> torch.Tensor:
-        """Zero state ``c(B H M)`` (real for a dense real A)."""
-        _check_pos_int("batch_size", batch_size)
+        """Zero state ``c(B H M)`` (real for a dense real A); ``B = 0`` gives an empty one."""
+        _check_batch_size(batch_size)
         dtype = self.complex_dtype if self.state_is_complex else self.real_dtype
         return torch.zeros(batch_size, self.d_model, self.state_size, dtype=dtype, device=self.log_dt.device)
 

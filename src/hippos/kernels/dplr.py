@@ -289,6 +289,8 @@ class DPLRKernel(SSMKernel):
         ``state: c(B H M)`` -> ``r(B L H)``."""
         L, rate = self._check_L(L), _check_pos_float("rate", rate)
         x0 = self._check_state(state)
+        if x0.shape[0] == 0:  # a batch of 0 states (the FFT libraries refuse empty transforms)
+            return torch.zeros(0, L, self.d_model, dtype=self.real_dtype, device=x0.device)
         with self._no_autocast():
             Lam, P, B, Ct = self._params()
             if not (rate == 1.0 and L == int(self.l_kernel)):

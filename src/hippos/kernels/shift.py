@@ -35,6 +35,7 @@ from torch import nn
 
 from hippos.kernels.base import (
     SSMKernel,
+    _check_batch_size,
     _check_pos_float,
     _check_pos_int,
     ssm_parameter,
@@ -56,6 +57,8 @@ def _correlate(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     ``m + k <= 2N - 2``).
     """
     N = a.shape[-1]
+    if a.numel() == 0 or b.numel() == 0:  # a batch of 0 states: the FFT libraries refuse empty transforms
+        return torch.zeros(torch.broadcast_shapes(a.shape, b.shape), dtype=torch.promote_types(a.dtype, b.dtype), device=a.device)
     a_f, b_f = torch.fft.rfft(a, n=2 * N), torch.fft.rfft(b, n=2 * N)
     return torch.fft.irfft(a_f * b_f.conj(), n=2 * N)[..., :N]
 
@@ -120,8 +123,8 @@ class ShiftKernel(SSMKernel):
         return self._real(self.B), self._real(self.C)
 
     def default_state(self, batch_size: int) -> torch.Tensor:
-        """Zero state ``r(B H N)``."""
-        _check_pos_int("batch_size", batch_size)
+        """Zero state ``r(B H N)``; ``B = 0`` gives an empty one."""
+        _check_batch_size(batch_size)
         return torch.zeros(batch_size, self.d_model, self.d_state, dtype=self.real_dtype, device=self.C.device)
 
     # ---- convolution view -----------------------------------------------------------------

@@ -68,7 +68,7 @@ def _check(a: torch.Tensor, s: torch.Tensor, name: str) -> tuple[torch.Tensor, t
     if not torch.is_tensor(a) or a.dim() < 2 or a.shape[-2] != s.shape[0]:
         raise ValueError(f"{name} must be (..., H, ·) with H={s.shape[0]}, got {tuple(getattr(a, 'shape', ()))}")
     lead = a.shape[:-2]
-    return a.to(s.dtype).reshape((-1,) + a.shape[-2:]), lead
+    return a.to(s.dtype).reshape((math.prod(lead),) + a.shape[-2:]), lead  # not -1: B may be 0
 
 
 def vandermonde(v: torch.Tensor, log_x: torch.Tensor, L: int, chunk: int | None = None) -> torch.Tensor:

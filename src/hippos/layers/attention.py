@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hippos.ops.checks import dtype_error
+
 __all__ = ["IMPLS", "KVCache", "KVStore", "MultiHeadAttention", "POSITIONS"]
 
 POSITIONS = ("none", "learned")
@@ -129,12 +131,17 @@ class MultiHeadAttention(nn.Module):
             raise TypeError(f"MultiHeadAttention.{what} expects a floating tensor, got {u.dtype}")
 
     def _check_state(self, state, batch: int) -> KVCache:
-        shape = (batch, self.n_heads)
+        """A :class:`KVCache` ``keys, values: r(B n_heads T d_head)`` whose B is ``batch``; the
+        message names the structure, shape, batch or dtype that does not fit."""
         ok = isinstance(state, tuple) and len(state) in (2, 3) and all(torch.is_tensor(s) and s.dim() == 4 for s in state[:2])
         ok = ok and (len(state) == 2 or state[2] is None or isinstance(state[2], KVStore))
-        if not ok or state[0].shape != state[1].shape or tuple(state[0].shape[:2]) != shape or state[0].shape[-1] != self.d_head:
+        if not ok or state[0].shape != state[1].shape or state[0].shape[1] != self.n_heads or state[0].shape[-1] != self.d_head:
             got = tuple(getattr(s, "shape", type(s)) for s in state) if isinstance(state, tuple) else type(state)
-            raise ValueError(f"attention state must be KVCache(keys, values) of shape ({batch}, {self.n_heads}, T, {self.d_head}), got {got}")
+            raise ValueError(f"attention state must be KVCache(keys, values) of shape (B, {self.n_heads}, T, {self.d_head}), got {got}")
+        if state[0].shape[0] != batch:
+            raise ValueError(f"attention state (KVCache) has batch {state[0].shape[0]}, input has batch {batch}")
+        if not (state[0].is_floating_point() and state[1].is_floating_point()):
+            raise TypeError(f"attention state (KVCache) must be floating point, got {state[0].dtype} and {state[1].dtype}")
         return KVCache(*state)
 
     @staticmethod
@@ -187,7 +194,14 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"sequence of {T + L} tokens (cache {T} + input {L}) exceeds max_len={self.max_len}")
         if self.pos_emb is not None:
             u = u + self.pos_emb(torch.arange(T, T + L, device=u.device)).to(u.dtype)
-        q, k, v = self.qkv(u).view(B, L, 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4)  # 3 × (B nh L dh)
+        try:
+            qkv = self.qkv(u)
+        except RuntimeError:  # a dtype mismatch surfaces here, free on the per-token path: say so plainly
+            err = dtype_error(u, self.qkv.weight.dtype, "MultiHeadAttention")
+            if err is not None:
+                raise err from None
+            raise
+        q, k, v = qkv.view(B, L, 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4)  # 3 × (B nh L dh)
         keep = state is not None or return_state
         cache = None
         if keep and not (torch.is_grad_enabled() and (k.requires_grad or (state is not None and state.keys.requires_grad))):
@@ -203,9 +217,9 @@ class MultiHeadAttention(nn.Module):
         return y, cache
 
     def default_state(self, batch_size: int) -> KVCache:
-        """The empty cache: ``keys, values: r(B n_heads 0 d_head)``."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        """The empty cache: ``keys, values: r(B n_heads 0 d_head)`` (B = 0 allowed)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
+            raise ValueError(f"batch_size must be an integer >= 0, got {batch_size!r}")
         w = self.qkv.weight
         empty = torch.zeros(batch_size, self.n_heads, 0, self.d_head, dtype=w.dtype, device=w.device)
         return KVCache(empty, empty.clone())

@@ -31,6 +31,8 @@ import torch
 from torch import nn
 
 from hippos.kernels import DiagKernel, ShiftKernel
+from hippos.kernels.base import check_state_tensor
+from hippos.ops.checks import check_input_dtype, dtype_error, finish_dtype
 from hippos.ops.fftconv import fft_conv
 
 __all__ = ["H3", "H3State"]
@@ -102,14 +104,16 @@ class H3(nn.Module):
             raise ValueError(f"H3.{what} expects u of shape {shape} with d={self.d_model}, got {getattr(u, 'shape', type(u))}")
         if not u.is_floating_point():
             raise TypeError(f"H3.{what} expects a floating tensor, got {u.dtype}")
+        if dims == 3:  # the step checks its dtype only if it fails (see check_input_dtype)
+            check_input_dtype(u, self.qkv_proj.weight.dtype, f"H3.{what}")
 
     def _check_state(self, state, batch: int) -> H3State:
-        want = ((batch, self.d_model, self.shift.state_size), (batch, self.n_heads, self._entries, self.diag.state_size))
-        if not isinstance(state, tuple) or len(state) != 2 or any(
-            not torch.is_tensor(s) or tuple(s.shape) != w or s.is_complex() != c for s, w, c in zip(state, want, (False, True))
-        ):
-            got = tuple(getattr(s, "shape", type(s)) for s in state) if isinstance(state, tuple) else type(state)
-            raise ValueError(f"H3 state must be H3State(shift={want[0]} real, diag={want[1]} complex), got {got}")
+        """An :class:`H3State` ``(shift: r(B d N_s), diag: c(B H' h·h M))`` whose B is ``batch``;
+        the message names the part, and the shape, batch or dtype that does not fit."""
+        if not isinstance(state, tuple) or len(state) != 2:
+            raise ValueError(f"H3 state must be an H3State(shift, diag) (from default_state or forward), got {type(state).__name__}")
+        check_state_tensor(state[0], (self.d_model, self.shift.state_size), batch, False, "H3 state.shift")
+        check_state_tensor(state[1], (self.n_heads, self._entries, self.diag.state_size), batch, True, "H3 state.diag")
         return H3State(*state)
 
     def _outer(self, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -133,7 +137,7 @@ class H3(nn.Module):
 
     def _state_to_rows(self, s: torch.Tensor) -> torch.Tensor:
         """``c(B H' E M) -> c(B·E H' M)``."""
-        return s.transpose(1, 2).reshape(-1, self.n_heads, s.shape[-1])
+        return s.transpose(1, 2).reshape(s.shape[0] * self._entries, self.n_heads, s.shape[-1])
 
     def _state_from_rows(self, s: torch.Tensor, batch: int) -> torch.Tensor:
         """``c(B·E H' M) -> c(B H' E M)``."""
@@ -146,6 +150,13 @@ class H3(nn.Module):
         ``state`` is the state before ``u[:, 0]`` (from :meth:`default_state` or a previous call);
         chunked calls that carry it equal one call on the whole sequence. ``next_state`` is
         computed when a state is passed or ``return_state`` is set, else None.
+
+        Dtypes: ``u`` has the dtype of the parameters, or any float16/bfloat16/float32 under
+        ``torch.autocast``. Both SSMs (kernels, FFT convolutions, D terms) and the outer product
+        run in float32 (float64 after ``.double()``); the contraction with q goes to the output
+        map in ``u``'s dtype, or in float32 under autocast (whose linear returns the autocast
+        dtype). Empty inputs (B = 0 or L = 0) give empty outputs; with L = 0 the state passes
+        through unchanged.
         """
         self._check(u, 3, "forward")
         B, L, _ = u.shape
@@ -153,20 +164,25 @@ class H3(nn.Module):
             state = self._check_state(state, B)
         keep = state is not None or return_state
         q, k, v = self.qkv_proj(u).chunk(3, dim=-1)  # (B L d) each
-        dtype = u.dtype
-        # shift SSM on k (one channel per feature)
-        k_ssm = fft_conv(k, self.shift(L).to(dtype), self.D_shift.to(dtype))
-        if state is not None:
-            k_ssm = k_ssm + self.shift.state_contribution(state.shift, L).to(dtype)
-        # diag SSM on the per-head outer products, one kernel per head shared by its h·h entries
-        kv = self._outer(k_ssm, v)  # (B L H'·E)
+        cdtype = self.diag.real_dtype  # the SSMs' compute dtype: float32, or float64
+        k, v = k.to(cdtype), v.to(cdtype)
         E = self._entries
-        K = self.diag(L).to(dtype).repeat_interleave(E, dim=0)  # (H'·E L)
-        y = fft_conv(kv, K, self.D_diag.to(dtype).repeat_interleave(E))
-        if state is not None:
-            c = self.diag.state_contribution(self._state_to_rows(state.diag), L)  # (B·E L H')
-            y = y + c.view(B, E, L, self.n_heads).permute(0, 2, 3, 1).reshape(B, L, -1).to(dtype)
-        out = self.out_proj(self._contract(q, y))
+        if L == 0:
+            k_ssm = k
+            kv = y = self._outer(k, v)  # (B 0 H'·E)
+        else:
+            # shift SSM on k (one channel per feature)
+            k_ssm = fft_conv(k, self.shift(L), self.D_shift)
+            if state is not None:
+                k_ssm = k_ssm + self.shift.state_contribution(state.shift, L)
+            # diag SSM on the per-head outer products, one kernel per head shared by its h·h entries
+            kv = self._outer(k_ssm, v)  # (B L H'·E)
+            K = self.diag(L).repeat_interleave(E, dim=0)  # (H'·E L)
+            y = fft_conv(kv, K, self.D_diag.repeat_interleave(E))
+            if state is not None:
+                c = self.diag.state_contribution(self._state_to_rows(state.diag), L)  # (B·E L H')
+                y = y + c.view(B, E, L, self.n_heads).permute(0, 2, 3, 1).reshape(B, L, self.n_heads * E)
+        out = self.out_proj(finish_dtype(self._contract(q.to(cdtype), y), u))
         next_state = None
         if keep:
             s0 = self.default_state(B) if state is None else state
@@ -196,16 +212,23 @@ class H3(nn.Module):
         self._check(u_t, 2, "step")
         state = self._check_state(state, u_t.shape[0])
         params = self.setup_step() if params is None else params
-        dtype = u_t.dtype
-        q, k, v = self.qkv_proj(u_t).chunk(3, dim=-1)  # (B d) each
+        cdtype = self.diag.real_dtype
+        try:
+            qkv = self.qkv_proj(u_t)
+        except RuntimeError:  # a dtype mismatch surfaces in the first linear: say so plainly
+            err = dtype_error(u_t, self.qkv_proj.weight.dtype, "H3.step")
+            if err is not None:
+                raise err from None
+            raise
+        q, k, v = qkv.to(cdtype).chunk(3, dim=-1)  # (B d) each
         k_ssm, shift = self.shift.step(k, state.shift, params["shift"])
-        k_ssm = k_ssm.to(dtype) + self.D_shift.to(dtype) * k
-        kv = self._outer(k_ssm, v).view(-1, self.n_heads, self._entries)  # (B H' E)
+        k_ssm = k_ssm + self.D_shift.to(cdtype) * k
+        kv = self._outer(k_ssm, v).view(u_t.shape[0], self.n_heads, self._entries)  # (B H' E)
         p = params["diag"]
         with self.diag._no_autocast():
             dA, dB, C = (t[:, None, :] for t in (p["dA"], p["dB"], p["C"]))  # c(H' 1 M)
-            x = dA * state.diag + dB * kv[..., None].to(self.diag.real_dtype)  # c(B H' E M)
+            x = dA * state.diag + dB * kv[..., None]  # c(B H' E M)
             y = 2 * (C * x).sum(-1).real
-        y = y.to(dtype) + self.D_diag.to(dtype)[:, None] * kv  # (B H' E)
-        out = self.out_proj(self._contract(q, y.flatten(1)))
+        y = y + self.D_diag.to(cdtype)[:, None] * kv  # (B H' E)
+        out = self.out_proj(finish_dtype(self._contract(q, y.flatten(1)), u_t))
         return out, H3State(shift, x)

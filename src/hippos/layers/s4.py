@@ -19,6 +19,7 @@ from torch import nn
 
 from hippos.kernels import DenseKernel, DiagKernel, DPLRKernel
 from hippos.layers.dropout import SequenceDropout
+from hippos.ops.checks import check_input_dtype, dtype_error, finish_dtype
 from hippos.ops.fftconv import fft_conv
 
 __all__ = ["S4", "MODES", "ACTIVATIONS"]
@@ -94,11 +95,14 @@ class S4(nn.Module):
         self.glu = output == "glu"
 
     # ------------------------------------------------------------------ helpers
-    def _check(self, u: torch.Tensor) -> None:
-        if u.dim() != 3 or u.shape[-1] != self.d_model:
-            raise ValueError(f"S4 expects u of shape (B, L, {self.d_model}), got {tuple(u.shape)}")
+    def _check(self, u: torch.Tensor, dims: int = 3, what: str = "S4") -> None:
+        if not torch.is_tensor(u) or u.dim() != dims or u.shape[-1] != self.d_model:
+            shape = f"(B, L, {self.d_model})" if dims == 3 else f"(B, {self.d_model})"
+            raise ValueError(f"{what} expects u of shape {shape}, got {tuple(getattr(u, 'shape', ())) or type(u).__name__}")
         if not u.is_floating_point():
-            raise TypeError(f"S4 expects a floating tensor, got {u.dtype}")
+            raise TypeError(f"{what} expects a floating tensor, got {u.dtype}")
+        if dims == 3:  # the step checks its dtype only if it fails (see check_input_dtype)
+            check_input_dtype(u, self.output.weight.dtype, what)
 
     def _out(self, z: torch.Tensor) -> torch.Tensor:
         y = self.output(self.dropout(self.activation(z)))
@@ -121,30 +125,40 @@ class S4(nn.Module):
         ``lengths: long(B)`` zeroes the padding after each sequence's end before the convolution
         (so the anti-causal half of a bidirectional layer does not see it). ``rate`` rescales
         the step size to Δ/rate (a signal sampled ``rate`` times as densely).
+
+        Dtypes: ``u`` has the dtype of the parameters, or any float16/bfloat16/float32 under
+        ``torch.autocast``. The kernel, the FFT convolution and ``D u`` run in float32 (float64
+        after ``.double()``); the output map then gets ``z`` in ``u``'s dtype, or in float32 under
+        autocast, whose linear returns the autocast dtype. Empty inputs (B = 0 or L = 0) give
+        empty outputs; with L = 0 the state passes through unchanged.
         """
         self._check(u)
-        B, L, H = u.shape
+        B, L, _ = u.shape
+        if self.bidirectional and state is not None:
+            raise ValueError("a bidirectional S4 layer sees the future: it has no state to carry")
+        if state is not None:
+            self.kernel._check_state(state, B)
         if lengths is not None:
             if lengths.shape != (B,) or (lengths < 1).any() or (lengths > L).any():
                 raise ValueError(f"lengths must be (B,) = ({B},) with values in [1, {L}], got {lengths}")
             mask = torch.arange(L, device=u.device)[None, :] < lengths[:, None]  # (B L)
             u = u * mask[..., None]
-        if self.bidirectional and state is not None:
-            raise ValueError("a bidirectional S4 layer sees the future: it has no state to carry")
-        K = self.kernel(L, rate=rate)  # (H L)
-        z = fft_conv(u, K.to(u.dtype), self.D.to(u.dtype))  # (B L H)
-        if self.bidirectional:
-            K_rev = self.kernel_rev(L, rate=rate)
-            z = z + fft_conv(u.flip(1), K_rev.to(u.dtype)).flip(1)
+        uc = u.to(self.kernel.real_dtype)  # the SSM's compute dtype: float32, or float64
+        if L == 0:
+            z = uc
+        else:
+            z = fft_conv(uc, self.kernel(L, rate=rate), self.D)  # (B L H)
+            if self.bidirectional:
+                z = z + fft_conv(uc.flip(1), self.kernel_rev(L, rate=rate)).flip(1)
+            if state is not None:
+                z = z + self.kernel.state_contribution(state, L, rate=rate)
         next_state = None
-        if state is not None:
-            z = z + self.kernel.state_contribution(state, L, rate=rate).to(u.dtype)
         if state is not None or return_state:
             if self.bidirectional:
                 raise ValueError("a bidirectional S4 layer has no recurrent state")
             x0 = self.default_state(B).to(u.device) if state is None else state
-            next_state = self.kernel.forward_state(u, x0, rate=rate)
-        return self._out(z), next_state
+            next_state = self.kernel.forward_state(uc, x0, rate=rate)
+        return self._out(finish_dtype(z, u)), next_state
 
     # ------------------------------------------------------------------ recurrent view
     def default_state(self, batch_size: int) -> torch.Tensor:
@@ -158,10 +172,16 @@ class S4(nn.Module):
         return self.kernel.setup_step(rate=rate)
 
     def step(self, u_t: torch.Tensor, state: torch.Tensor, params=None):
-        """One time step, O(N) per channel for dplr and diag: ``u_t: r(B H)`` -> ``(y_t: r(B H), next_state)``."""
-        if u_t.dim() != 2 or u_t.shape[-1] != self.d_model:
-            raise ValueError(f"S4.step expects u_t of shape (B, {self.d_model}), got {tuple(u_t.shape)}")
+        """One time step, O(N) per channel for dplr and diag: ``u_t: r(B H)`` -> ``(y_t: r(B H), next_state)``.
+        Dtypes as in :meth:`forward` (the SSM and ``D u`` in float32 or float64)."""
+        self._check(u_t, 2, "S4.step")
         params = self.setup_step() if params is None else params
-        z, next_state = self.kernel.step(u_t, state, params)
-        z = z.to(u_t.dtype) + self.D.to(u_t.dtype) * u_t
-        return self._out(z), next_state
+        z, next_state = self.kernel.step(u_t, state, params)  # checks the state; z: compute dtype
+        z = z + self.D.to(z.dtype) * u_t.to(z.dtype)
+        try:
+            return self._out(finish_dtype(z, u_t)), next_state
+        except RuntimeError:  # a dtype mismatch surfaces in the output linear: say so plainly
+            err = dtype_error(u_t, self.output.weight.dtype, "S4.step")
+            if err is not None:
+                raise err from None
+            raise

@@ -13,6 +13,7 @@ from torch import nn
 from hippos.layers.block import Block, make_norm
 from hippos.layers.mixers import MIXER_OF_MODE, make_mixer
 from hippos.models.config import ModelConfig
+from hippos.ops.checks import check_finite
 
 __all__ = ["SSMBackbone"]
 
@@ -20,8 +21,9 @@ __all__ = ["SSMBackbone"]
 class SSMBackbone(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        if cfg.mode not in MIXER_OF_MODE:
-            raise ValueError(f"unknown S4 mode {cfg.mode!r}; expected one of {', '.join(MIXER_OF_MODE)}")
+        if not isinstance(cfg, ModelConfig):
+            raise TypeError(f"SSMBackbone takes a ModelConfig, got {type(cfg).__name__}")
+        cfg.validate()  # before any module is built: one clean message, no zero-size warnings
         self.cfg = cfg
         self.encoder = nn.Linear(cfg.d_input, cfg.d_model)
         self.blocks = nn.ModuleList(
@@ -53,19 +55,29 @@ class SSMBackbone(nn.Module):
         self.final_norm = make_norm(cfg.norm, cfg.d_model) if cfg.prenorm else nn.Identity()
 
     def forward(self, x: torch.Tensor, state: list | None = None, lengths: torch.Tensor | None = None, rate: float = 1.0, return_state: bool = False):
-        """``x: r(B L d_input)`` -> ``(h: r(B L H), next_states: list | None)``."""
-        if x.dim() != 3 or x.shape[-1] != self.cfg.d_input:
-            raise ValueError(f"expected input of shape (B, L, {self.cfg.d_input}), got {tuple(x.shape)}")
-        if not torch.isfinite(x).all():
-            raise ValueError("input contains NaN or infinite values")
+        """``x: r(B L d_input)`` -> ``(h: r(B L H), next_states: list | None)``.
+
+        A non-finite input is refused with its first position (:func:`hippos.ops.check_finite`;
+        one reduction over the small ``(B, L, d_input)`` input): in the convolutional view a NaN
+        would turn its whole sequence NaN, earlier steps included (``docs/kernels.md``).
+        """
+        if not torch.is_tensor(x) or x.dim() != 3 or x.shape[-1] != self.cfg.d_input:
+            raise ValueError(f"expected input of shape (B, L, {self.cfg.d_input}), got {tuple(getattr(x, 'shape', ())) or type(x).__name__}")
+        check_finite(x, "input")
         h = self.encoder(x)
-        states = [None] * len(self.blocks) if state is None else state
+        states = [None] * len(self.blocks) if state is None else self._check_states(state)
         next_states = []
         for block, s in zip(self.blocks, states):
             h, ns = block(h, state=s, lengths=lengths, rate=rate, return_state=return_state)
             next_states.append(ns)
         keep = state is not None or return_state
         return self.final_norm(h), (next_states if keep else None)
+
+    def _check_states(self, state) -> list:
+        if not isinstance(state, (list, tuple)) or len(state) != len(self.blocks):
+            got = f"{len(state)} states" if isinstance(state, (list, tuple)) else type(state).__name__
+            raise ValueError(f"state must be a list of {len(self.blocks)} layer states (from default_state or forward), got {got}")
+        return list(state)
 
     def default_state(self, batch_size: int) -> list:
         return [b.default_state(batch_size) for b in self.blocks]
@@ -75,6 +87,7 @@ class SSMBackbone(nn.Module):
 
     def step(self, x_t: torch.Tensor, state: list, params: list | None = None):
         """``x_t: r(B d_input)`` -> ``(h_t: r(B H), next_states)``."""
+        state = self._check_states(state)
         params = self.setup_step() if params is None else params
         h = self.encoder(x_t)
         next_states = []

@@ -20,8 +20,9 @@ class SequenceClassifier(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        if cfg.pool not in ("mean", "last"):
-            raise ValueError(f"pool must be 'mean' or 'last', got {cfg.pool!r}")
+        if not isinstance(cfg, ModelConfig):
+            raise TypeError(f"SequenceClassifier takes a ModelConfig, got {type(cfg).__name__}")
+        cfg.validate()
         self.cfg = cfg
         self.backbone = SSMBackbone(cfg)
         self.head = nn.Linear(cfg.d_model, cfg.n_classes)

@@ -75,6 +75,8 @@ class LMConfig:
         if bad or len(set(self.attn_layers)) != len(tuple(self.attn_layers)):
             raise ValueError(f"LMConfig.attn_layers must be distinct layer indices in [0, {self.n_layers}), got {self.attn_layers!r}")
         mixers = set(self.layer_mixers())
+        if mixers & {"h3", "s4d", "s4"} and self.d_state % 2:
+            raise ValueError(f"LMConfig.d_state must be even for the {self.mixer} mixer (N/2 conjugate modes are kept), got {self.d_state}")
         if "h3" in mixers and self.d_model % self.head_dim:
             raise ValueError(f"LMConfig.head_dim={self.head_dim} must divide d_model={self.d_model}")
         if "attention" in mixers:

@@ -62,20 +62,26 @@ class _FFTConv(torch.autograd.Function):
 def fft_conv(u: torch.Tensor, K: torch.Tensor, D: torch.Tensor | None = None) -> torch.Tensor:
     """``y_l = Σ_{j<=l} K_{l-j} u_j + D u_l``. ``u: r(B L H)``, ``K: r(H L')``, ``D: r(H)``.
 
-    A kernel shorter than L is zero-padded; a longer one is truncated to L. The FFT runs in
-    the promoted dtype of u and K (at least float32) with a real-FFT backward (``_FFTConv``);
-    :func:`fft_conv_reference` is the same product left to PyTorch's autograd.
-    Returns ``y: r(B L H)`` in the dtype of u.
+    A kernel shorter than L is zero-padded; a longer one is truncated to L. The FFT and the
+    ``D u`` term run in the promoted dtype of u and K, at least float32 (a half-precision FFT
+    is inaccurate, and cuFFT takes only powers of two in half), with a real-FFT backward
+    (``_FFTConv``); :func:`fft_conv_reference` is the same product left to PyTorch's autograd.
+    Returns ``y: r(B L H)`` in the dtype of u. An empty u (B = 0 or L = 0) gives an empty y
+    (the FFT libraries refuse empty transforms), still attached to the graph of u, K and D.
     """
     _check(u, K)
     L = u.shape[1]
     dtype = torch.promote_types(torch.promote_types(u.dtype, K.dtype), torch.float32)
-    # The FFT runs over time on (B H L); the result is copied back to a contiguous (B L H) so the
-    # element-wise ops and the linear map after it (and their backward) run on dense memory
-    # (the psMNIST model's training step: 1.08-1.19x faster, `python scripts/time_train_step.py`).
-    y = _FFTConv.apply(u.transpose(1, 2).to(dtype), K[:, :L].to(dtype), 2 * L).transpose(1, 2).contiguous()  # (B L H)
+    uc = u.to(dtype)
+    if uc.numel() == 0:
+        y = uc * K[:, :1].sum(-1).to(dtype)  # (B L H), empty
+    else:
+        # The FFT runs over time on (B H L); the result is copied back to a contiguous (B L H) so
+        # the element-wise ops and the linear map after it (and their backward) run on dense
+        # memory (the psMNIST model's training step: 1.08-1.19x faster, `scripts/time_train_step.py`).
+        y = _FFTConv.apply(uc.transpose(1, 2), K[:, :L].to(dtype), 2 * L).transpose(1, 2).contiguous()  # (B L H)
     if D is not None:
-        y = y + D * u
+        y = y + D.to(dtype) * uc
     return y.to(u.dtype)
 
 

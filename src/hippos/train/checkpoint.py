@@ -2,23 +2,34 @@
 
 * ``model.safetensors``: the model's ``state_dict`` (safetensors ``save_model``: shared
   tensors stored once), metadata ``{"format": FORMAT, "step": "<step>"}``;
-* ``optimizer.pt``: ``optimizer.state_dict()`` (``torch.save``; read with ``weights_only``);
+* ``optimizer.pt``: ``{"format", "step", "optimizer": optimizer.state_dict()}`` (``torch.save``;
+  read with ``weights_only=True``, which unpickles tensors and plain containers only);
 * ``trainer_state.json``: step, epoch, batches consumed in the epoch, best validation
   accuracy, running metric sums, and the torch / CUDA / numpy / python RNG states.
 
 Atomic: the three files are written into a fresh ``.checkpoint-tmp/``, then the old
 ``checkpoint/`` is renamed to ``.checkpoint-old/``, the new one into place, and the old one
 removed. A kill at any moment leaves either ``checkpoint/`` or ``.checkpoint-old/`` whole;
-``find_checkpoint`` takes whichever exists. ``best.safetensors`` beside it holds the weights
-of the best validation accuracy (temp file then ``os.replace``).
+``find_checkpoint`` takes whichever exists. A save that fails (a full disk, a read-only
+filesystem, a second Ctrl-C) puts the previous checkpoint back in place, removes what it
+wrote, and raises ``OSError(errno, "cannot write ...: <reason>")`` (or re-raises the
+interrupt). ``best.safetensors`` beside it holds the weights of the best validation accuracy
+(temp file then ``os.replace``).
+
+Loading refuses a damaged file with one ``ValueError`` line naming it (``hippos train --resume``
+prints it and exits with code 2): cut-off or overwritten weights, optimizer state or trainer
+state, a trainer state without the keys the loop needs, an RNG state that does not restore.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
 import os
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -68,6 +79,17 @@ def get_rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
+    """Restore what :func:`get_rng_state` returned; a damaged state raises ``ValueError`` and
+    leaves the RNGs as they were."""
+    before = get_rng_state()
+    try:
+        _set_rng_state(state)
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as e:
+        _set_rng_state(before)
+        raise ValueError(f"its RNG state does not restore ({type(e).__name__}: {_one_line(e)})") from e
+
+
+def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(_unb64(state["torch"]))
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
@@ -77,11 +99,34 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all([_unb64(s) for s in state["cuda"]])
 
 
-def _write_json(path: Path, obj) -> None:
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=1)
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line (whitespace collapsed), at most ``limit`` characters."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _write_error(e: BaseException, what: str, path) -> OSError | None:
+    """A write failure as ``OSError(errno, "cannot write WHAT 'PATH': <reason>")``: ``e`` an
+    ``OSError`` or safetensors' error wrapping one (``... (os error 28) ...``); None for others."""
+    code = e.errno if isinstance(e, OSError) else None
+    if code is None:
+        m = re.search(r"\(os error (\d+)\)", str(e))
+        code = int(m.group(1)) if m else None
+    if code is None:
+        return None
+    return OSError(code, f"cannot write {what} {str(path)!r}: {os.strerror(code)}")
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """``data`` into a new file at ``path``, flushed to the disk (write errors raise ``OSError``)."""
+    with open(path, "wb") as f:
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
+
+
+def _write_json(path: Path, obj) -> None:
+    _write_file(path, json.dumps(obj, indent=1).encode())
 
 
 def _fsync(path: Path) -> None:
@@ -93,16 +138,25 @@ def _fsync(path: Path) -> None:
 
 
 def save_weights(model: torch.nn.Module, path: str | os.PathLike, metadata: dict | None = None) -> None:
-    """``model``'s state_dict as safetensors at ``path``, atomically."""
+    """``model``'s state_dict as safetensors at ``path``, atomically; ``OSError`` naming ``path``
+    when it cannot be written (the file there before, if any, is left as it was)."""
     from safetensors.torch import save_model
 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     meta = {"format": FORMAT, **{k: str(v) for k, v in (metadata or {}).items()}}
-    save_model(model, str(tmp), metadata=meta)
-    os.chmod(tmp, 0o644)  # safetensors creates files readable by their owner only
-    _fsync(tmp)
-    os.replace(tmp, path)
+    try:
+        save_model(model, str(tmp), metadata=meta)
+        os.chmod(tmp, 0o644)  # safetensors creates files readable by their owner only
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:  # a full disk, a read-only filesystem, Ctrl-C: no temp file left
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        err = _write_error(e, "weights", path)
+        if err is None:
+            raise
+        raise err from e
 
 
 def load_weights(model: torch.nn.Module, path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
@@ -127,7 +181,7 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike, device: str | 
         else:  # an old checkpoint: rename, then load
             missing, unexpected = model.load_state_dict(upgrade_state_dict(load_file(str(path), device=str(device))), strict=False)
     except Exception as e:  # safetensors raises its own error types for a damaged file
-        raise ValueError(f"cannot load weights {str(path)!r}: {e}") from None
+        raise ValueError(f"cannot load weights {str(path)!r}: {_one_line(e)}") from None
     if missing or unexpected:
         raise ValueError(
             f"weights {str(path)!r} do not fit the model: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
@@ -168,26 +222,37 @@ def _by_names(saved: dict, optimizer: torch.optim.Optimizer, where: str) -> dict
 
 
 def save_checkpoint(run_dir: str | os.PathLike, model, optimizer, trainer_state: dict) -> Path:
-    """Write ``run_dir/checkpoint/`` atomically (see module docstring); return its path."""
+    """Write ``run_dir/checkpoint/`` atomically (see module docstring); return its path.
+
+    On any failure the previous checkpoint stays (or is put back) in ``checkpoint/`` and
+    ``.checkpoint-tmp/`` is removed; a write error is raised as ``OSError`` naming the checkpoint."""
     run_dir = Path(run_dir)
     tmp, old, final = run_dir / _TMP, run_dir / _OLD, run_dir / CHECKPOINT
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
     step = int(trainer_state["step"])
-    save_weights(model, tmp / MODEL, {"step": step})
-    with open(tmp / OPTIMIZER, "wb") as f:
-        torch.save({"format": FORMAT, "step": step, "optimizer": optimizer.state_dict()}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    _write_json(tmp / STATE, {"format": FORMAT, **trainer_state})
-    if final.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old.exists():
-        shutil.rmtree(old)
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        save_weights(model, tmp / MODEL, {"step": step})
+        buf = io.BytesIO()  # serialized in memory: torch.save's own file writer hides the OS error
+        torch.save({"format": FORMAT, "step": step, "optimizer": optimizer.state_dict()}, buf)
+        _write_file(tmp / OPTIMIZER, buf.getbuffer())
+        _write_json(tmp / STATE, {"format": FORMAT, **trainer_state})
+        if final.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(final, old)
+        os.replace(tmp, final)
+    except BaseException as e:
+        if old.exists() and not final.exists():  # stopped between the two renames: the old one back
+            with contextlib.suppress(OSError):
+                os.replace(old, final)
+        shutil.rmtree(tmp, ignore_errors=True)
+        err = _write_error(e, "the checkpoint", final)
+        if err is None:
+            raise
+        raise err from e
+    shutil.rmtree(old, ignore_errors=True)  # the new one is complete; a leftover is removed by the next save
     return final
 
 
@@ -203,26 +268,65 @@ def find_checkpoint(path: str | os.PathLike) -> Path | None:
     return None
 
 
-def load_checkpoint(ckpt_dir: str | os.PathLike, model, optimizer=None, device="cpu") -> dict:
-    """Load weights (and optimizer state) from a checkpoint directory; return trainer_state."""
-    ckpt_dir = Path(ckpt_dir)
+def _read_bytes(path: Path, what: str) -> bytes:
     try:
-        state = json.loads((ckpt_dir / STATE).read_text())
+        return path.read_bytes()
     except FileNotFoundError:
-        raise FileNotFoundError(f"{str(ckpt_dir)!r} holds no checkpoint ({STATE} missing)") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{str(ckpt_dir / STATE)!r} is damaged: {e.msg}") from None
-    if state.get("format") != FORMAT:
-        raise ValueError(f"{str(ckpt_dir)!r}: unknown checkpoint format {state.get('format')!r}, expected {FORMAT!r}")
+        raise FileNotFoundError(f"{str(path.parent)!r} holds no {what} ({path.name} missing)") from None
+
+
+def _int_or_none(v) -> int | None:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def load_checkpoint(ckpt_dir: str | os.PathLike, model, optimizer=None, device="cpu", keys=(), rng: bool = False) -> dict:
+    """Load weights (and optimizer state) from a checkpoint directory; return trainer_state.
+
+    ``keys``: the trainer-state keys the caller needs (a missing one is refused). ``rng=True``:
+    restore the RNG states it holds (and leave them out of the returned dict). A damaged or
+    mismatched file raises ``ValueError`` naming it; an unreadable one ``OSError``."""
+    ckpt_dir = Path(ckpt_dir)
+    state_file, opt_file = ckpt_dir / STATE, ckpt_dir / OPTIMIZER
+    text = _read_bytes(state_file, "checkpoint")
+    try:
+        state = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{str(state_file)!r} is damaged: {getattr(e, 'msg', None) or _one_line(e)}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{str(ckpt_dir)!r}: unknown checkpoint format {found!r}, expected {FORMAT!r}")
+    missing = [k for k in ("step", *keys, *(["rng"] if rng else [])) if k not in state]
+    if missing or _int_or_none(state["step"]) is None:
+        raise ValueError(f"{str(state_file)!r} is damaged: {'no ' + ', '.join(missing) if missing else 'its step is not a number'}")
+    step = int(state["step"])
     meta = load_weights(model, ckpt_dir / MODEL, device)
-    if int(meta.get("step", -1)) != int(state["step"]):
-        raise ValueError(f"{str(ckpt_dir)!r}: weights are from step {meta.get('step')}, trainer state from {state['step']}")
+    if _int_or_none(meta.get("step")) != step:
+        raise ValueError(f"{str(ckpt_dir)!r}: weights are from step {meta.get('step')}, trainer state from {step}")
     if optimizer is not None:
+        data = _read_bytes(opt_file, "optimizer state")
+        try:  # weights_only: tensors and plain containers, nothing else is unpickled
+            blob = torch.load(io.BytesIO(data), map_location=device, weights_only=True)
+        except Exception as e:  # cut off, overwritten, or not a torch.save file
+            raise ValueError(f"cannot load optimizer state {str(opt_file)!r}: the file is damaged or was not written "
+                             f"by hippos ({type(e).__name__})") from e
+        if not (isinstance(blob, dict) and isinstance(blob.get("optimizer"), dict)):
+            raise ValueError(f"cannot load optimizer state {str(opt_file)!r}: not a hippos optimizer state")
+        if _int_or_none(blob.get("step")) != step:
+            raise ValueError(f"{str(ckpt_dir)!r}: optimizer state is from step {blob.get('step')}, trainer state from {step}")
+        try:  # a malformed state dict
+            saved = _by_names(blob["optimizer"], optimizer, str(ckpt_dir))
+        except (KeyError, TypeError, IndexError) as e:
+            raise ValueError(f"cannot load optimizer state {str(opt_file)!r}: {type(e).__name__}: {_one_line(e)}") from e
         try:
-            blob = torch.load(ckpt_dir / OPTIMIZER, map_location=device, weights_only=True)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{str(ckpt_dir)!r} holds no optimizer state ({OPTIMIZER} missing)") from None
-        if int(blob.get("step", -1)) != int(state["step"]):
-            raise ValueError(f"{str(ckpt_dir)!r}: optimizer state is from step {blob.get('step')}, trainer state from {state['step']}")
-        optimizer.load_state_dict(_by_names(blob["optimizer"], optimizer, str(ckpt_dir)))
+            optimizer.load_state_dict(saved)
+        except (KeyError, TypeError, IndexError, ValueError, RuntimeError) as e:
+            raise ValueError(f"cannot load optimizer state {str(opt_file)!r}: {_one_line(e)}") from e
+    if rng:
+        try:
+            set_rng_state(state.pop("rng"))
+        except ValueError as e:
+            raise ValueError(f"{str(state_file)!r} is damaged: {e}") from e
     return state

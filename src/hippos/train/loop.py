@@ -7,6 +7,12 @@
    ``checkpoint_every`` steps, and at ``max_steps``);
 4. the test: the final weights, then the best-validation weights; ``results.json``, ``curves.png``.
 
+Stopping: ``max_steps``, or Ctrl-C (SIGINT): the first one lets the current step finish, writes a
+checkpoint there and raises ``KeyboardInterrupt`` (the CLI exits with code 130); a second one
+stops at once and the last checkpoint stands. Either way the ``--resume`` command is printed.
+Without a progress bar (stderr not a terminal) a line of progress is printed every
+``PROGRESS_EVERY_S`` seconds besides the line of each epoch.
+
 The task decides everything task-specific (``hippos.train.task``): the data and the batch
 order, the model, the objective, the run's artifacts, extra metrics.
 
@@ -25,7 +31,9 @@ import copy
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
@@ -44,6 +52,7 @@ __all__ = ["METRICS_FIELDS", "EpochBatches", "default_out_dir", "epoch_order", "
            "seed_everything", "train"]
 
 PLOT_EVERY_S = 30.0  # drawing costs ~0.2-1 s: short epochs (the synthetic tasks: ~2 s) must not wait on it
+PROGRESS_EVERY_S = 10.0  # without a progress bar: a line of progress at most this often (0: none)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -142,6 +151,35 @@ def _bar(total: int, initial: int, desc: str, enabled: bool):
     return tqdm(total=total, initial=initial, desc=desc, unit="step", leave=False, dynamic_ncols=True, file=sys.stderr)
 
 
+class _StopOnCtrlC:
+    """From ``install()`` to ``restore()``, the first Ctrl-C (SIGINT) only sets ``requested``: the
+    loop finishes the step, writes a checkpoint and stops. The second raises ``KeyboardInterrupt`` at
+    once. Installed only in the main thread and over Python's default handler (a handler of the
+    caller's, or SIGINT ignored, is left alone)."""
+
+    def __init__(self):
+        self.requested = False
+        self._before = None
+
+    @classmethod
+    def install(cls) -> _StopOnCtrlC:
+        self = cls()
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._before = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with contextlib.suppress(OSError, ValueError):  # os.write: safe inside a signal handler, unlike print
+            os.write(sys.stderr.fileno(), b"\nstopping after this step, with a checkpoint (Ctrl-C again: at once, without)\n")
+
+    def restore(self) -> None:
+        if self._before is not None:
+            signal.signal(signal.SIGINT, self._before)
+            self._before = None
+
+
 def _fresh_state() -> dict:
     return {
         "step": 0,
@@ -188,6 +226,10 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, resume: boo
     config, the out_dir) is checked before the first file is written. ``log(msg)`` replaces
     printing the progress lines; ``on_epoch(info)`` is called after each epoch's validation
     with ``{"epoch", "epochs", "step", "train": {...}, "val": {...}, "elapsed_s"}``.
+
+    Ctrl-C (in the main thread) stops after the current step with a checkpoint, prints the
+    ``--resume`` command and raises ``KeyboardInterrupt``. A checkpoint that cannot be written
+    (full disk, read-only filesystem) raises ``OSError`` naming it; the previous one is kept.
     """
     cfg = validate(copy.deepcopy(cfg))
     task = resolve_task(cfg)
@@ -228,8 +270,7 @@ def _train(cfg: TrainConfig, task: Task, model, device, resume: bool, force: boo
     try:
         if resume:
             run.check_artifacts(data.artifacts)
-            state = ckpt_io.load_checkpoint(found, model, optimizer, device)
-            ckpt_io.set_rng_state(state.pop("rng"))
+            state = ckpt_io.load_checkpoint(found, model, optimizer, device, keys=_fresh_state(), rng=True)
             state.pop("format", None)
         else:
             run.check_fresh(force, data.artifacts)
@@ -263,8 +304,12 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
         f"{'at step ' + str(state['step']) + ', ' if resume else ''}device {device}, run in {run.path}"
     )
 
+    saved_at = state["step"] if resume else None  # the step of the last checkpoint on disk
+
     def save():
+        nonlocal saved_at
         ckpt_io.save_checkpoint(run.path, model, optimizer, {**state, "rng": ckpt_io.get_rng_state()})
+        saved_at = state["step"]
 
     def plot():
         plot_curves(run / RunDir.METRICS, run / RunDir.CURVES, title=f"{cfg.task} ({run.path.name})",
@@ -282,6 +327,8 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
     stopped = False
     last_plot = -math.inf
     session_t0, elapsed_at_start = time.perf_counter(), state["elapsed_s"]
+    t_note, n_note = session_t0, 0  # progress lines without a bar: time and samples since the last
+    ctrl_c = _StopOnCtrlC.install()  # until the finally below: the first Ctrl-C stops at the end of a step
     try:
         while state["epoch"] < cfg.epochs and not stopped:
             epoch = state["epoch"]
@@ -295,7 +342,8 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
                 lr = set_lr(optimizer, factor)
                 r = objective.loss_and_metrics(model, x, y, lengths)
                 if not torch.isfinite(r.loss):
-                    raise ValueError(f"training diverged: loss {r.loss.item()} at step {state['step'] + 1} (try a lower lr or grad_clip)")
+                    raise ValueError(f"training diverged: loss {r.loss.item()} at step {state['step'] + 1} "
+                                     "(try a lower lr or grad_clip)")
                 optimizer.zero_grad(set_to_none=True)
                 r.loss.backward()
                 if cfg.grad_clip > 0:
@@ -307,7 +355,7 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
                 state["step"] += 1
                 state["batch_in_epoch"] += 1
                 state["elapsed_s"] = elapsed_at_start + time.perf_counter() - session_t0
-                n_window += r.n
+                n_window, n_note = n_window + r.n, n_note + r.n
                 step, epoch_float = state["step"], epoch + state["batch_in_epoch"] / steps_per_epoch
                 sps = n_window / max(time.perf_counter() - t_window, 1e-9)
                 if bar is not None:
@@ -322,7 +370,15 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
                 end_of_epoch = state["batch_in_epoch"] == steps_per_epoch
                 if cfg.eval_every and step % cfg.eval_every == 0 and not end_of_epoch:
                     validate_now(epoch_float)
-                stopped = cfg.max_steps is not None and step >= cfg.max_steps
+                now = time.perf_counter()
+                if bar is None and PROGRESS_EVERY_S and now - t_note >= PROGRESS_EVERY_S and not end_of_epoch:
+                    el, ec, en = state["epoch_sums"]  # the epoch so far
+                    say(f"epoch {epoch + 1}/{cfg.epochs}  step {state['batch_in_epoch']}/{steps_per_epoch}  "
+                        f"train {objective.describe(objective.summary(el / en, ec / en))}  "
+                        f"{n_note / (now - t_note):.1f} samples/s  ({state['elapsed_s']:.0f} s)")
+                    t_note, n_note = now, 0
+                # the step is complete here: a stop (max_steps, Ctrl-C) checkpoints this point
+                stopped = (cfg.max_steps is not None and step >= cfg.max_steps) or ctrl_c.requested
                 if end_of_epoch:
                     break
                 if stopped or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
@@ -345,12 +401,22 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
                 train_m = objective.summary(el / en, ec / en)
                 say(f"epoch {state['epoch']}/{cfg.epochs}  step {state['step']}  train {objective.describe(train_m)}  "
                     f"val {objective.describe(val)}  ({state['elapsed_s']:.0f} s)")
+                t_note, n_note = time.perf_counter(), 0
                 if on_epoch is not None:
                     on_epoch({"epoch": state["epoch"], "epochs": cfg.epochs, "step": state["step"], "train": train_m,
                               "val": val, "elapsed_s": state["elapsed_s"]})
-                stopped = stopped or (cfg.max_steps is not None and state["step"] >= cfg.max_steps)
+                stopped = stopped or (cfg.max_steps is not None and state["step"] >= cfg.max_steps) or ctrl_c.requested
+    except KeyboardInterrupt:  # a second Ctrl-C (or one the handler did not see): this moment is not saved
+        say(f"interrupted at step {state['step']}; " + (
+            f"continue from the checkpoint of step {saved_at} with: hippos train --resume {run.path}"
+            if saved_at is not None else "no checkpoint was written yet, nothing to resume"))
+        raise
     finally:
+        ctrl_c.restore()
         metrics.close()
+    if ctrl_c.requested:  # the first Ctrl-C: stopped at a step boundary, saved there
+        say(f"stopped at step {state['step']} (interrupted); continue with: hippos train --resume {run.path}")
+        raise KeyboardInterrupt
 
     results = {
         "task": cfg.task,

@@ -7,6 +7,7 @@ writes nothing) when matplotlib is not installed.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
@@ -78,6 +79,11 @@ def plot_curves(metrics_csv: str | os.PathLike, out_png: str | os.PathLike, titl
         fig.suptitle(title)
     out_png = Path(out_png)
     tmp = out_png.with_name(f".{out_png.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, out_png)
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, out_png)
+    except BaseException:  # a full disk, Ctrl-C: no temp file left behind
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
     return True

@@ -123,6 +123,11 @@ def upgrade_config_dict(d: dict) -> dict:
     fields (now refused for MNIST: dropped), and ``ssm_lr`` was capped at 1e-3 and at ``lr``
     (now an explicit ``ssm_lr`` is used as given and none means ``min(lr, 1e-3)``): rewritten so
     that the run trains at the same rates.
+
+    Any version: a ``charlm`` data section without ``test_fraction`` was saved before charlm had a
+    test text (train on the first ``1 - val_fraction``, validate and "test" on the rest): it gets
+    ``test_fraction = 0`` (no test text, test = val) and the old ``val_fraction`` default (0.1), so
+    that such a run resumes bit-identically and is evaluated on the split it was trained with.
     """
     d = json.loads(json.dumps(d))  # a deep copy of JSON values
     version = d.get("config_version", 1)
@@ -136,6 +141,11 @@ def upgrade_config_dict(d: dict) -> dict:
             old = min(float(model["ssm_lr"]), 1e-3)
             model["ssm_lr"] = None if old == 1e-3 else min(old, float(lr))
         d["config_version"] = CONFIG_VERSION
+    data = d.get("data")
+    if d.get("task") == "charlm" and isinstance(data, dict) and "test_fraction" not in data and "data.test_fraction" not in d:
+        data["test_fraction"] = 0.0
+        if "data.val_fraction" not in d:
+            data.setdefault("val_fraction", 0.1)
     return d
 
 

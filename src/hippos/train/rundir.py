@@ -23,6 +23,7 @@ killed run is recognized (nobody holds it) and taken over. Where ``flock`` is un
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -45,7 +46,7 @@ class RunDir:
     BEST, CHECKPOINT = ckpt_io.BEST, ckpt_io.CHECKPOINT
     #: What a run writes besides the task's artifacts (``--force`` removes these and the artifacts).
     OWN = (CONFIG, METRICS, CURVES, RESULTS, TB, LOCK, ARTIFACTS, ckpt_io.BEST, ckpt_io.CHECKPOINT, ckpt_io._TMP, ckpt_io._OLD,
-           ".metrics.csv.tmp", ".config.json.tmp", ".results.json.tmp")
+           ".metrics.csv.tmp", ".config.json.tmp", ".results.json.tmp", f".{ckpt_io.BEST}.tmp", ".curves.tmp.png")
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -126,11 +127,19 @@ class RunDir:
 
     # ------------------------------------------------------------------ writing
     def write_text(self, name: str, text: str) -> Path:
-        """Write ``name`` atomically (a temp file beside it, then ``os.replace``)."""
+        """Write ``name`` atomically (a temp file beside it, then ``os.replace``). On failure the
+        temp file is removed, the old file stays, and a write error is ``OSError`` naming ``name``."""
         f = self.path / name
         tmp = f.with_name(f".{f.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, f)
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, f)
+        except BaseException as e:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            if isinstance(e, OSError) and e.errno is not None:
+                raise OSError(e.errno, f"cannot write {str(f)!r}: {os.strerror(e.errno)}") from e
+            raise
         return f
 
     def write_json(self, name: str, obj) -> Path:

@@ -126,6 +126,8 @@ class Task:
         kind = type(self.defaults().model)
         if not isinstance(cfg.model, kind):
             raise TypeError(f"task {self.name!r} trains a {kind.__name__} model: its model section must be a {kind.__name__}")
+        if isinstance(cfg.model, ModelConfig):
+            cfg.model.validate()  # sizes and kinds, before any data is loaded (one line each)
 
     def load_data(self, cfg: TrainConfig) -> TaskData:
         raise NotImplementedError(f"task {self.name!r} defines no load_data()")
@@ -177,3 +179,4 @@ class ClassificationTask(Task):
     def check(self, cfg: TrainConfig) -> None:
         if not isinstance(cfg.model, ModelConfig):
             raise TypeError(f"task {self.name!r} trains a classifier: its model section must be a ModelConfig")
+        cfg.model.validate()

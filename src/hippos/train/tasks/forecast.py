@@ -51,6 +51,7 @@ class ForecastTask(Task):
     def check(self, cfg: TrainConfig) -> None:
         if not isinstance(cfg.model, ModelConfig):
             raise TypeError("task 'forecast' trains a Forecaster: its model section must be a ModelConfig")
+        cfg.model.validate()
         require(cfg, not cfg.model.bidirectional, "model.bidirectional", "false (a forecaster must be causal)")
         require(cfg, cfg.model.norm != "batch", "model.norm", "'layer' or 'none' (the rollout steps one sample at a time)")
         ctx = cfg.data.context

@@ -5,7 +5,8 @@
            10% linear warmup then linear decay
 ``ih``     Induction Head, vocab 20, L 30, 400 epochs, 10% warmup then cosine
 ``charlm`` next-character prediction on a text file (Tiny Shakespeare by default), scored in
-           bits per character on the validation text
+           bits per character: train on the first 90% of the text, validate on the next 5%,
+           test on the last 5% (``data.val_fraction``, ``data.test_fraction``)
 =========  ==================================================================================
 
 The synthetic setups are H3 (arXiv 2212.14052) §3.1 / Table 2 with the configs of the authors'
@@ -113,13 +114,23 @@ def _synthetic_splits(name: str, vocab_size: int, seq_len: int, n_train: int, n_
 
 
 @functools.lru_cache(maxsize=2)
-def _text_ids(path: str | None, data_dir: str | None, stamp, val_fraction: float):
-    from hippos.data.text import CharVocab, load_text, split_text, tinyshakespeare
+def _text_ids(path: str | None, data_dir: str | None, stamp, val_fraction: float, test_fraction: float):
+    """``(vocab, (train, val, test))``: the ids of the three parts of the text (test None when
+    ``test_fraction`` is 0)."""
+    from hippos.data.text import (
+        CharVocab,
+        load_text,
+        split_train_val_test,
+        tinyshakespeare,
+    )
 
     text = load_text(path) if path else tinyshakespeare(data_dir)
-    vocab = CharVocab.from_text(text)  # the whole text: every validation character is in it
-    train, val = split_text(text, val_fraction)
-    return vocab, vocab.encode(train), vocab.encode(val)
+    # The whole text, as before the test split (so vocab.json of older runs still matches): every
+    # val and test character can be encoded and scored. What this tells the model about the
+    # held-out text is only which characters exist (an embedding row, untrained if unseen).
+    vocab = CharVocab.from_text(text)
+    parts = split_train_val_test(text, val_fraction, test_fraction)
+    return vocab, tuple(vocab.encode(p) if p else None for p in parts)
 
 
 def _stamp(path: str | None, data_dir: str | None):
@@ -246,29 +257,52 @@ class CharLMTask(_LMTask):
         return charlm_defaults()
 
     def check(self, cfg: TrainConfig) -> None:
-        require(cfg, cfg.data.seq_len >= 1, "data.seq_len", ">= 1")
-        require(cfg, 0 < cfg.data.val_fraction < 1, "data.val_fraction", "in (0, 1)")
+        d = cfg.data
+        require(cfg, d.seq_len >= 1, "data.seq_len", ">= 1")
+        require(cfg, 0 < d.val_fraction < 1, "data.val_fraction", "in (0, 1)")
+        require(cfg, 0 <= d.test_fraction < 1, "data.test_fraction", "in [0, 1) (0: no test text)")
+        if d.val_fraction + d.test_fraction >= 1:
+            raise ValueError(f"data.val_fraction + data.test_fraction must be below 1 (something left to train on), "
+                             f"got {d.val_fraction} + {d.test_fraction}")
         require(cfg, cfg.data.steps_per_epoch >= 1, "data.steps_per_epoch", ">= 1")
         super().check(cfg)
 
     def load_data(self, cfg: TrainConfig) -> TaskData:
-        """train: windows of the first ``1 - val_fraction`` of the text; val (= test): of the rest.
-        ``TextWindows`` with ``.vocab`` (the ``CharVocab`` of the whole text)."""
+        """``TextWindows`` (with ``.vocab``, the ``CharVocab`` of the whole text) of the three parts
+        of ``split_train_val_test``. ``data.test_fraction = 0`` (charlm runs saved before the test
+        split are read that way): no test text, the test split is the validation split."""
         from hippos.data.text import TextWindows
 
         d = cfg.data
-        vocab, train_ids, val_ids = _text_ids(d.path, cfg.data_dir, _stamp(d.path, cfg.data_dir), d.val_fraction)
+        vocab, parts = _text_ids(d.path, cfg.data_dir, _stamp(d.path, cfg.data_dir), d.val_fraction, d.test_fraction)
         out = []
-        for what, ids in (("training", train_ids), ("validation", val_ids)):
+        remedy = {"training": "", "validation": ", raise data.val_fraction", "test": ", raise data.test_fraction"}
+        for what, ids in zip(("training", "validation", "test"), parts):
+            if ids is None:
+                continue
             if len(ids) < d.seq_len + 1:
                 raise ValueError(
                     f"the {what} text has {len(ids)} characters, too few for one window of data.seq_len={d.seq_len} "
-                    "(need seq_len + 1): lower data.seq_len or use a longer text"
+                    f"(need seq_len + 1): lower data.seq_len{remedy[what]} or use a longer text"
                 )
             ds = TextWindows(ids, d.seq_len)
             ds.vocab = vocab
             out.append(ds)
-        return TaskData(out[0], out[1], out[1], artifacts={VOCAB: vocab.to_json() + "\n"})
+        test = out[2] if len(out) == 3 else out[1]
+        return TaskData(out[0], out[1], test, artifacts={VOCAB: vocab.to_json() + "\n"})
+
+    def extra_metrics(self, model, data: TaskData, cfg: TrainConfig, split: str) -> dict:
+        """Without a test text (``data.test_fraction = 0``) the "test" numbers are the validation
+        text's: say so in ``results.json`` (``test_extra``) and in the printed summary."""
+        if split == "test" and cfg.data.test_fraction == 0:
+            return {"no_test_split": True, "scored": "val"}
+        return {}
+
+    def describe_extra(self, extra: dict) -> list[str]:
+        if extra.get("no_test_split"):
+            return [("no test split in this run (data.test_fraction=0, as in charlm runs from before the test split): "
+                     "the 'test' numbers above are the validation text's, the text the best weights were chosen on")]
+        return []
 
     def batches(self, ds, cfg: TrainConfig, epoch: int, start: int, train: bool):
         """Training draws ``data.steps_per_epoch`` random-window batches per epoch (batch ``b`` of
