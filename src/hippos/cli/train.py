@@ -4,6 +4,7 @@
     hippos train --resume RUN_DIR [--key=value ...]       (only keys in RESUME_MUTABLE)
     hippos train TASK --print-config                      (the resolved config, as JSON)
     hippos eval RUN_DIR [--split test|val] [--weights last|best] [--data-dir DIR] [--task-module FILE.py]
+                        [--rate R] [--resample decimate|poly|linear]   (audio tasks: another sampling rate)
                         [--data.KEY=VALUE ...]                 (e.g. --data.path=NEW if the data moved)
 
 The language-model commands (``hippos synthetics``, ``hippos generate``) are in
@@ -19,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from hippos.cli.options import UsageError, dashed, positive_int
+from hippos.cli.options import UsageError, dashed, positive_float, positive_int
 
 __all__ = ["add_parser", "parse_train_args", "resolve_train_config", "run_eval", "run_train"]
 
@@ -222,17 +223,29 @@ def run_eval(args: argparse.Namespace) -> int:
         args.run_dir, args.weights, args.device, args.data_dir, args.batch_size, args.task_module,
         parse_override_args(list(args.data_overrides)),
     )
+    rate, method = getattr(args, "rate", 1.0), getattr(args, "resample", None)
+    ds, at = data.split(args.split), None
+    if rate != 1.0 or method is not None:  # another sampling rate: the audio tasks' at_rate
+        if not hasattr(task, "at_rate"):
+            raise UsageError(f"--rate and --resample are for the audio tasks (fsdd, audio); {cfg.task!r} has no sampling rate")
+        model, ds, at = task.at_rate(model, data, cfg, args.split, rate, method or "poly")
     with threads(cfg.num_threads):  # the run's thread count, restored after (in-process callers)
-        m = evaluate(model, data.split(args.split), cfg, resolve_device(cfg.device), task)
+        m = evaluate(model, ds, cfg, resolve_device(cfg.device), task)
         extra = task.extra_metrics(model, data, cfg, args.split)
     result = {"run_dir": str(run.path), "weights": str(weights), "step": int(meta.get("step", -1)), "split": args.split,
               "loss": m["loss"], "acc": m["acc"], "n": m["n"]}
     if "bpc" in m:
         result["bpc"] = m["bpc"]
+    if at is not None:
+        result.update(at)
     if extra:
         result["extra"] = extra
     what = "windows" if task.objective.metric in ("bpc", "loss") else "examples"
-    print(f"{cfg.task} {args.split} ({args.weights} weights, step {result['step']}): "
+    where = ""
+    if at is not None:
+        dt = f", Δ x{at['dt_scale']:g}" if at["dt_scale"] is not None else ", no Δ to rescale"
+        where = f" at rate {rate:g} ({at['sample_rate']:g} Hz from {at['trained_sample_rate']} Hz, {at['resample']}{dt})"
+    print(f"{cfg.task} {args.split}{where} ({args.weights} weights, step {result['step']}): "
           f"{task.objective.describe(m)}  (n={m['n']} {what})")
     for line in task.describe_extra(extra):
         print(line)
@@ -259,7 +272,7 @@ def add_parser(subparsers) -> None:
         "eval",
         help="evaluate a trained run (its last checkpoint or best weights) on the test or val split",
         description="Rebuild the model from RUN_DIR/config.json, load its weights and print loss and accuracy "
-        "(ar, ih: last-token accuracy; charlm: bits per character; for these the test split is the val split). "
+        "(ar, ih: last-token accuracy, their test split is the val split; charlm: bits per character). "
         "Data that moved since training: --data.KEY=VALUE (e.g. --data.path=NEW.npz) replaces the run's value.",
     )
     e.add_argument("run_dir", metavar="RUN_DIR", help="run directory (or its checkpoint/ directory)")
@@ -269,6 +282,12 @@ def add_parser(subparsers) -> None:
     e.add_argument("--task-module", metavar="FILE.py", default=None, help="the run's task module, if it moved (default: the one in its config)")
     e.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: the run's)")
     e.add_argument("--batch-size", type=positive_int, default=None, help="evaluation batch size (default: the run's)")
+    e.add_argument("--rate", type=positive_float, default=1.0,
+                   help="audio tasks: evaluate at RATE times the training sample rate (0.5: half as many samples "
+                   "per second, the SSM's step Δ doubled; a CNN just reads the resampled audio); default 1")
+    e.add_argument("--resample", choices=("decimate", "poly", "linear"), default=None,
+                   help="how --rate resamples the audio: decimate (x[::k], no filter, the S4 reference's), poly "
+                   "(scipy resample_poly, anti-aliased; the default) or linear (interpolation)")
     e.set_defaults(func=run_eval, data_overrides=[])
 
 

@@ -8,11 +8,13 @@
 ``forecast``   next-step forecasting of your own series (.csv, .npz), rolled out with the recurrence
 ``ar``, ``ih`` H3 associative recall and induction head (language models, H3 Table 2)
 ``charlm``     character-level language model on a text file (Tiny Shakespeare by default)
+``fsdd``       spoken digits from raw audio (FSDD); ``audio``: your own folder of WAV files
 =============  =====================================================================================
 
 The ``Task`` API they implement is ``hippos.train.task``.
 """
 
+from hippos.train.tasks.audio import FsddTask, UserAudioTask
 from hippos.train.tasks.classify import ClassifyTask
 from hippos.train.tasks.delay import DelayTask
 from hippos.train.tasks.forecast import ForecastTask
@@ -30,4 +32,6 @@ BUILTIN_TASKS = (
     SyntheticLMTask("ar"),
     SyntheticLMTask("ih"),
     CharLMTask(),
+    FsddTask(),
+    UserAudioTask(),
 )
