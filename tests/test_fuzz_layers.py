@@ -17,7 +17,9 @@ float64 through ``module.double()``), and checks the contract of DESIGN.md on it
   (f) S4D and LSSL with ZOH, causal (exact on the grid, docs/kernels.md): every sample
       repeated r times at rate ``rate·r`` gives the rate-``rate`` output at every r-th step;
   (g) S4 DPLR with L > l_max: ``kernel.grow(L)`` (in place) leaves the outputs as they were
-      (the out-of-place growth inside ``forward``).
+      (the out-of-place growth inside ``forward``);
+  (h) H3 and attention: the decode loop's stepper (``layer.stepper``), started from the state a
+      ``forward`` leaves after a random prefix, equals ``forward`` on the rest, outputs and state.
 
 Sizes (stay well under a minute on a busy 2-core CPU at the default):
     HIPPOS_FUZZ_CASES   number of cases (default 500; nightly: 5000)
@@ -263,7 +265,7 @@ def test_fuzz_layer(cfg):
 
 
 def check(case: Case) -> None:
-    """Properties (a)-(g) of the module docstring on one case."""
+    """Properties (a)-(h) of the module docstring on one case."""
     cfg = case.cfg
     layer, dtype = case.layer, case.dtype
     B, L, H = cfg["B"], cfg["L"], cfg["H"]
@@ -311,6 +313,16 @@ def check(case: Case) -> None:
             case.finite("chunked output", *parts, state)
             case.close("(b) chunked == one pass", "outputs", torch.cat(parts, 1), y)
             case.close_states("(b) chunked == one pass", "final state", state, final)
+
+            # (h) the decode loop's stepper (H3, attention) from a convolution's state == forward
+            if hasattr(layer, "stepper"):
+                k = cfg["causal_k"]
+                with torch.no_grad():  # a stepper is for inference: no graph
+                    s_k = case.forward(u[:, :k], return_state=True)[1] if k else layer.default_state(B)
+                    stepper = layer.stepper(s_k, params)
+                    y_s = [stepper.step(u[:, t]) for t in range(k, L)]
+                    case.close("(h) stepper == forward", f"outputs after a prefix of {k}", torch.stack(y_s, 1), y[:, k:].detach())
+                    case.close_states("(h) stepper == forward", "final state", stepper.state, final)
 
             # (d) causality
             k = cfg["causal_k"]

@@ -84,3 +84,20 @@ def test_bench_generate_rejects_a_bad_layer_index(capsys):
     assert main(["bench", "generate", "--n-layers", "3", "--attn-layers", "5", "--d-model", "8"]) == 2
     err = capsys.readouterr().err
     assert "attn_layers" in err and "Traceback" not in err
+
+
+def test_generate_job_and_step_profile_for_both_decodes():
+    """The fast decoder and the reference step: the same final state (read off the decoder for the
+    fast one), and a step profile of each whose parts cover the mixers and the MLP."""
+    from hippos.bench.generate import profile_step, run_generate_job
+
+    cfg = build_configs(16, 3, (1,), 2)["hybrid"]
+    job = {"what": "generate", "model": "hybrid", "cfg": cfg["cfg"], "params": cfg["params"], "batch": 2, "prompt_len": 70,
+           "new_tokens": 5, "repeats": 1, "threads": 1, "allocator": "system"}  # fmt: skip
+    fast, ref = run_generate_job({**job, "decode": "fast"}), run_generate_job({**job, "decode": "reference"})
+    for key in ("state_kv_bytes", "state_ssm_bytes"):
+        assert fast[key] == ref[key] > 0
+    for decode in ("fast", "reference"):
+        p = profile_step({**job, "context": 100, "decode": decode})
+        assert set(p["parts_ms"]) == {"mixer:attention", "mixer:h3", "mlp", "rest"} and p["step_ms"] > 0
+        assert p["layers"] == {"mixer:attention": 1, "mixer:h3": 2}

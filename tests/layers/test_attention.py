@@ -121,6 +121,40 @@ def test_in_place_store_equals_concatenation_and_branches_safely():
         torch.testing.assert_close(torch.stack([yb, yb2], 1), ref[:, 10:12], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("impl", ["fused", "materialized"])
+@pytest.mark.parametrize("pos", ["none", "learned"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_stepper_equals_forward_and_the_reference_step(batch, pos, impl):
+    """AttentionStepper (the decode loop's step: in place, no checks) == forward == step, from a
+    prefilled store and from the empty cache (no store: it is made, then grown past its 64
+    preallocated slots); its state equals the forward's cache; the cache handed in keeps its
+    contents; training mode changes nothing (no dropout in the stepper)."""
+    from hippos.layers.attention import AttentionStepper
+
+    layer = make(pos=pos, max_len=120, impl=impl, dropout=0.3)
+    u = torch.randn(batch, 100, 8, dtype=F64)
+    y_full, cache_full = layer.eval()(u, return_state=True)
+    with torch.no_grad():
+        for start in (0, 9):
+            prefix = layer.default_state(batch) if start == 0 else layer(u[:, :start], return_state=True)[1]
+            keys = prefix.keys.clone()
+            s = layer.stepper(prefix)
+            assert isinstance(s, AttentionStepper)
+            layer.train()  # the stepper never drops out
+            ys = [s.step(u[:, t]) for t in range(start, 100)]
+            layer.eval()
+            close(torch.stack(ys, 1), y_full[:, start:])
+            close(s.state.keys, cache_full.keys)
+            close(s.state.values, cache_full.values)
+            assert s.state.length == 100 and s.state.store.filled == 100
+            assert torch.equal(prefix.keys, keys)
+            ref_y, _ = layer.step(u[:, start], prefix)  # the reference step from the same cache
+            close(ys[0], ref_y)
+        with pytest.raises(ValueError, match="max_len"):
+            for t in range(25):
+                s.step(u[:, t % 100])
+
+
 def test_causal_and_positions_matter():
     layer = make(pos="none")
     u = torch.randn(1, 12, 8, dtype=F64)

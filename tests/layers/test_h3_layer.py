@@ -103,6 +103,55 @@ def test_defaults_follow_the_paper():
     assert ssm_params == {"shift.B", "diag.log_dt", "diag.log_neg_re", "diag.im", "diag.B"}
 
 
+@pytest.mark.parametrize("head_dim", [1, 2, 4])
+@pytest.mark.parametrize("Ns", [1, 4])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_stepper_equals_forward_and_the_reference_step(head_dim, Ns, batch):
+    """H3Stepper (shift SSM as an N-tap filter over a window, diagonal state in place) == forward ==
+    the reference step, from a zero and a nonzero state, with a trained (non-e₁) shift B, across the
+    window's wrap-arounds (every N_s tokens); its state equals forward's after fewer than N_s
+    steps, exactly N_s and many more; the state handed in is never written."""
+    from hippos.layers.h3 import H3Stepper
+
+    layer = make(head_dim=head_dim, Ns=Ns)
+    with torch.no_grad():
+        layer.shift.B.add_(0.3 * torch.randn_like(layer.shift.B))  # a trained B: the filter is not C
+    u = torch.randn(batch, 30, 8, dtype=F64)
+    y_full, _ = layer(u, return_state=True)
+    with torch.no_grad():
+        for start in (0, 5):
+            s0 = layer.default_state(batch) if start == 0 else layer(u[:, :start], return_state=True)[1]
+            copy = H3State(s0.shift.clone(), s0.diag.clone())
+            stepper = layer.stepper(s0)
+            assert isinstance(stepper, H3Stepper)
+            ys = []
+            for t in range(start, 30):
+                ys.append(stepper.step(u[:, t]))
+                n = t + 1 - start
+                if n in (1, Ns - 1, Ns, Ns + 1, 2 * Ns + 3, 30 - start):
+                    close(stepper.state, layer(u[:, : t + 1], return_state=True)[1])
+            close(torch.stack(ys, 1), y_full[:, start:])
+            close(ys[0], layer.step(u[:, start], s0)[0])
+            close(s0, copy)
+            assert torch.equal(s0.shift, copy.shift) and torch.equal(s0.diag, copy.diag)
+    # float32: the same to float32 rounding
+    layer32 = H3(8, d_state=8, head_dim=head_dim, shift_state=Ns)
+    u32 = torch.randn(batch, 12, 8)
+    with torch.no_grad():
+        y32 = layer32(u32)[0]
+        st = layer32.stepper(layer32.default_state(batch))
+        close(torch.stack([st.step(u32[:, t]) for t in range(12)], 1), y32, tol=1e-4)
+
+
+def test_fir_taps_are_the_shift_kernel():
+    from hippos.kernels.shift import fir_taps
+
+    layer = make(Ns=5)
+    with torch.no_grad():
+        layer.shift.B.copy_(torch.randn_like(layer.shift.B))
+        close(fir_taps(layer.shift.B, layer.shift.C), layer.shift(5))
+
+
 def test_float32_step_matches_forward_and_gradients_flow():
     layer = H3(8, d_state=8, head_dim=2, shift_state=4)
     u = torch.randn(2, 9, 8, requires_grad=True)

@@ -124,6 +124,83 @@ def test_greedy_generate_equals_argmax_of_full_forwards(name):
     assert torch.equal(torch.stack(list(stream), 1), want[:, 6:])
 
 
+def tensors(state: list) -> list:
+    """The tensors of a model state (an H3State's two, a KVCache's keys and values, an S4 state)."""
+    return [t for s in state for t in (s[:2] if isinstance(s, tuple) else (s,))]
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("name", list(MIXERS))
+def test_decoder_equals_forward_and_the_reference_step(name, batch):
+    """LanguageModel.decoder (the decode loop: steppers in place, written-out blocks) gives the
+    forward's logits after a prefill and from the empty state, its state equals the forward's, and
+    the reference steppers (fast=False) give the same; the state handed in is not changed."""
+    m = make(name)
+    tokens = torch.randint(0, V, (batch, 30))
+    logits, final = m(tokens, return_state=True)
+    for start in (0, 7):
+        for fast in (True, False):
+            state = m.default_state(batch) if start == 0 else m.prefill(tokens[:, :start])[1]
+            before = [t.clone() for t in tensors(state)]
+            dec = m.decoder(state, fast=fast) if start else m.decoder(batch_size=batch, fast=fast)
+            out = torch.stack([dec.step(tokens[:, t]) for t in range(start, 30)], 1)
+            close(out, logits[:, start:])
+            close(tensors(dec.state), tensors(final))
+            assert all(torch.equal(a, b) for a, b in zip(tensors(state), before))
+    lt, _ = m.step(tokens[:, 7], m.prefill(tokens[:, :7])[1])
+    close(m.decoder(m.prefill(tokens[:, :7])[1]).step(tokens[:, 7]), lt)
+
+
+@pytest.mark.parametrize("name", list(MIXERS))
+def test_fast_and_reference_decode_give_the_same_tokens(name):
+    m = make(name)
+    prompt = torch.randint(0, V, (3, 5))
+    for kw in ({"temperature": 0}, {"temperature": 1.3, "seed": 5}, {"top_k": 3, "top_p": 0.9, "seed": 1}):
+        fast = m.generate(prompt, 20, **kw)
+        assert torch.equal(fast, m.generate(prompt, 20, decode="reference", **kw))
+    tokens = list(m.generate_stream(prompt, 3, temperature=0))
+    assert not any(t.is_inference() for t in tokens)  # ordinary tensors, usable anywhere
+    tokens[0] += 1
+    with pytest.raises(ValueError, match="decode"):
+        m.generate(prompt, 2, decode="compiled")
+
+
+def test_fast_decode_grows_the_kv_cache():
+    """A short prompt then 90 tokens: the attention store (64 slots of room) grows while decoding,
+    and greedy decoding still equals argmax of full forwards."""
+    m = make("hybrid")
+    prompt = torch.randint(0, V, (2, 3))
+    want = greedy_by_full_forwards(m, prompt, 90)
+    assert torch.equal(m.generate(prompt, 90, temperature=0), want)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("name", ["hybrid", "h3-heads", "attention"])
+def test_fast_decode_in_half_precision_and_under_autocast(name, dtype):
+    """A half-precision model: the fast steppers run (projections in its dtype, the SSMs in float32,
+    as the reference step does) and give the reference steps' logits to half-precision rounding,
+    and the half-precision forward's. Under autocast they do not apply: the decoder runs the
+    layers' reference steps."""
+    from hippos.layers.stepper import ReferenceStepper
+
+    cfg = LMConfig(vocab_size=V, d_model=16, n_layers=2, d_state=8, shift_state=4, dt_min=0.01, dt_max=0.1, **MIXERS[name])
+    low = LanguageModel(cfg).eval().to(dtype)
+    tokens = torch.randint(0, V, (2, 20))
+    logits = low(tokens)[0].float()
+    state = low.prefill(tokens[:, :6])[1]
+    fast, ref = low.decoder(state), low.decoder(state, fast=False)
+    assert not any(isinstance(s, ReferenceStepper) for s in fast.steppers)
+    for t in range(6, 20):
+        a, b = fast.step(tokens[:, t]).float(), ref.step(tokens[:, t]).float()
+        torch.testing.assert_close(a, b, rtol=0.02, atol=0.02)
+        torch.testing.assert_close(a, logits[:, t], rtol=0.05, atol=0.05)
+    m = LanguageModel(cfg).eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        dec = m.decoder(m.prefill(tokens[:, :6])[1])
+        assert all(isinstance(s, ReferenceStepper) for s in dec.steppers)
+        assert torch.equal(m.generate(tokens[:, :6], 6, temperature=0), m.generate(tokens[:, :6], 6, temperature=0, decode="reference"))
+
+
 @pytest.mark.parametrize("name", ["h3", "hybrid"])
 def test_ssm_state_does_not_grow(name):
     m = make(name)

@@ -4,7 +4,8 @@ the hand-written real-FFT backward equals autograd through ``torch.fft``, causal
 import pytest
 import torch
 
-from hippos.ops.fftconv import direct_conv, fft_conv, fft_conv_reference
+from hippos.ops import fftconv
+from hippos.ops.fftconv import direct_conv, fft_conv, fft_conv_reference, fft_size
 
 F64 = torch.float64
 
@@ -69,3 +70,103 @@ def test_fft_conv_rejects_bad_shapes_and_complex():
         fft_conv(torch.randn(2, 4, 5), torch.randn(3, 4))
     with pytest.raises(TypeError, match="real"):
         fft_conv(torch.randn(2, 4, 5), torch.randn(5, 4, dtype=torch.complex64))
+
+
+# ------------------------------------------------------------ the fast path's own choices (issue 16)
+
+
+def _smooth(n: int) -> bool:
+    for p in (2, 3, 5, 7):
+        while n % p == 0:
+            n //= p
+    return n == 1
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 7, 97, 1567, 2017, 4095, 8191, 2 * 1009 - 1])
+def test_fft_size_is_the_smallest_even_7_smooth_length(m):
+    n = fft_size(m)
+    assert n >= m and n % 2 == 0 and _smooth(n)
+    assert not any(_smooth(k) for k in range(max(2, m + m % 2), n, 2))
+
+
+def test_fft_size_examples():
+    assert (fft_size(1567), fft_size(2017), fft_size(8191)) == (1568, 2048, 8192)
+
+
+def _all_grads(u, K, D, K_rev, g):
+    y = fft_conv(u, K, D, K_rev=K_rev)
+    ins = [t for t in (u, K, D, K_rev) if t is not None]
+    return (y, *torch.autograd.grad(y, ins, g))
+
+
+@pytest.mark.parametrize("L, Lk, Lr", [(37, 37, 37), (40, 17, 40), (33, 50, 9), (16, 16, 1)])
+def test_bidirectional_kernel_equals_two_convolutions(L, Lk, Lr):
+    """``K_rev`` wrapped to the end of the circular kernel == the flipped second convolution."""
+    u = torch.randn(3, L, 4, dtype=F64, requires_grad=True)
+    K, K_rev = torch.randn(4, Lk, dtype=F64, requires_grad=True), torch.randn(4, Lr, dtype=F64, requires_grad=True)
+    D = torch.randn(4, dtype=F64, requires_grad=True)
+    g = torch.randn(3, L, 4, dtype=F64)
+    fast = _all_grads(u, K, D, K_rev, g)
+    for ref in (fft_conv_reference, direct_conv):
+        y = ref(u, K, D, K_rev=K_rev)
+        for a, b in zip(fast, (y, *torch.autograd.grad(y, (u, K, D, K_rev), g))):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    y_two = fft_conv(u, K, D) + fft_conv(u.flip(1), K_rev).flip(1)
+    torch.testing.assert_close(fast[0], y_two, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("save", [True, False])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("H", [11, 3])
+def test_blocked_equals_one_block(monkeypatch, save, bidirectional, H):
+    """Blocks of 8 rows (H 11: one sequence a group, channel blocks of 8; H 3: groups of two
+    sequences, all channels), û kept or recomputed in the backward: the values and every
+    gradient equal one batched call (and the Toeplitz oracle)."""
+    B, L = 5, 29
+    u = torch.randn(B, L, H, dtype=F64, requires_grad=True)
+    K = torch.randn(H, L, dtype=F64, requires_grad=True)
+    D = torch.randn(H, dtype=F64, requires_grad=True)
+    K_rev = torch.randn(H, L, dtype=F64, requires_grad=True) if bidirectional else None
+    g = torch.randn(B, L, H, dtype=F64)
+    one = _all_grads(u, K, D, K_rev, g)
+    monkeypatch.setattr(fftconv, "CPU_BLOCK", 1)
+    monkeypatch.setattr(fftconv, "SAVE_SPECTRUM_BYTES", 1 << 40 if save else 0)
+    plan = fftconv._Plan(B, L, H, fft_size(2 * L - 1), u, torch.complex128)
+    assert len(list(plan.groups())) * len(list(plan.blocks())) >= 3
+    many = _all_grads(u, K, D, K_rev, g)
+    for a, b in zip(many, one):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    y = direct_conv(u, K, D, K_rev=K_rev)
+    ins = [t for t in (u, K, D, K_rev) if t is not None]
+    for a, b in zip(many, (y, *torch.autograd.grad(y, ins, g))):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_smooth_fft_length_equals_power_of_two_and_2L(monkeypatch):
+    """The 7-smooth FFT length gives the result of the plain 2L and of a power of two."""
+    L = 1009  # 2L - 1 = 2017: fft_size picks 2048; 2L = 2018 = 2·1009
+    u, K, D = torch.randn(2, L, 3, dtype=F64), torch.randn(3, L, dtype=F64) / L, torch.randn(3, dtype=F64)
+    y = fft_conv(u, K, D)
+    for size in (lambda m: m + 1, lambda m: 1 << (m - 1).bit_length(), lambda m: fft_size(m) + 10):
+        monkeypatch.setattr(fftconv, "fft_size", size)
+        torch.testing.assert_close(fft_conv(u, K, D), y, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(y, fft_conv_reference(u, K, D), rtol=1e-10, atol=1e-10)
+
+
+def test_strided_inputs_and_gradients():
+    """u and the upstream gradient as transposed views: same values and gradients."""
+    u0 = torch.randn(3, 5, 20, dtype=F64)
+    u = u0.transpose(1, 2).requires_grad_()  # (3 20 5), not contiguous
+    K, D = torch.randn(5, 20, dtype=F64, requires_grad=True), torch.randn(5, dtype=F64, requires_grad=True)
+    g = torch.randn(3, 5, 20, dtype=F64).transpose(1, 2)
+    y = fft_conv(u, K, D)
+    assert y.is_contiguous()
+    fast = torch.autograd.grad(y, (u, K, D), g)
+    y_ref = direct_conv(u, K, D)
+    for a, b in zip((y, *fast), (y_ref, *torch.autograd.grad(y_ref, (u, K, D), g))):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_k_rev_is_checked():
+    with pytest.raises(ValueError, match="K_rev must be"):
+        fft_conv(torch.randn(2, 4, 5), torch.randn(5, 4), K_rev=torch.randn(3, 4))

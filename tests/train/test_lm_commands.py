@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 import pytest
 import torch
@@ -89,7 +90,16 @@ def test_generate_streams_the_greedy_continuation(runs, capsys):
     capsys.readouterr()
     assert main(["generate", str(runs / "charlm"), "--prompt", prompt, "--max-new-tokens", "12", "--temperature", "0",
                  "--prefill-chunk", "4"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == vocab.decode(expected) + "\n"  # the text only; the speeds go to stderr
+    assert re.fullmatch(r"prefill: 9 tokens in [0-9.]+ s \([0-9,]+ tokens/s\); decode: 11 tokens in [0-9.]+ s \([0-9,]+ tokens/s\)\n", captured.err)
+    assert main(["generate", str(runs / "charlm"), "--prompt", prompt, "--max-new-tokens", "12", "--temperature", "0",
+                 "--decode", "reference"]) == 0
     assert capsys.readouterr().out == vocab.decode(expected) + "\n"
+    assert main(["generate", str(runs / "charlm"), "--prompt", prompt, "--max-new-tokens", "12", "--temperature", "0",
+                 "--dtype", "bfloat16"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith(prompt) and len(captured.out) == len(prompt) + 12 + 1 and "decode: 11 tokens" in captured.err
     out = _Recorder()
     assert run_generate(_args(runs / "charlm", prompt, max_new_tokens=12, top_k=1, no_echo=True), out) == 0
     assert "".join(out.chunks) == vocab.decode(expected[len(prompt):]) + "\n"

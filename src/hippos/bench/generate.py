@@ -17,7 +17,10 @@ pre-norm blocks, 4d GELU MLP, no position embeddings):
 
 Each (model, batch, prompt length) runs in its own process (:func:`hippos.bench.measure.run_isolated`,
 ``{"what": "generate"}``): one warm-up generation (full prompt, 2 new tokens), then ``repeats``
-timed calls of :meth:`LanguageModel.generate_stream` (greedy). Times per call:
+timed calls of :meth:`LanguageModel.generate_stream` (greedy; ``decode``: ``"fast"``, the
+decoder with the layers' in-place steppers, or ``"reference"``, ``LanguageModel.step``; ``dtype``:
+the parameters', float32 by default, bfloat16 or float16 for both models alike, the SSMs still
+computing in float32 as the layers do). Times per call:
 
 * ``prefill_s``: until the first token (prompt through the convolutional view, ``setup_step``,
   first sample);
@@ -29,12 +32,12 @@ Memory: the generation state at the end (bytes of the KV caches and of the SSM s
 the tensors) and the process's extra peak resident set over the warm-up and the timed calls
 (above the resident set once the model and prompt exist; the prefill's activations set it).
 
-**Allocator.** Every step allocates new tensors of the SSM state's size (it is not updated in
-place; the KV caches are appended in place in their preallocated stores, which grow now and
-then). With glibc's defaults each allocation over the mmap threshold is a fresh mapping whose
-page faults can dominate a CPU step; ``allocator="cached"`` (the default) keeps freed memory in
-the heap (``mallopt``), as PyTorch's GPU caching allocator does for the paper's numbers.
-``"system"`` leaves glibc's defaults.
+**Allocator.** A step allocates temporaries of the SSM state's size (the reference step also a new
+state; the fast steppers update theirs in place; the KV caches are appended in place in their
+preallocated stores, which grow now and then). With glibc's defaults each allocation over the
+mmap threshold is a fresh mapping whose page faults can dominate a CPU step;
+``allocator="cached"`` (the default) keeps freed memory in the heap (``mallopt``), as PyTorch's
+GPU caching allocator does for the paper's numbers. ``"system"`` leaves glibc's defaults.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from hippos.models.lm_config import LMConfig
 
 __all__ = [
     "ALLOCATORS",
+    "DTYPES",
     "PAPER_TABLE7",
     "build_configs",
     "default_attn_layers",
@@ -126,7 +130,9 @@ def build_configs(
     }
 
 
-def generate_jobs(configs: dict, batches, prompt_lens, new_tokens: int, repeats: int, threads: int | None, allocator: str) -> list[dict]:
+def generate_jobs(
+    configs: dict, batches, prompt_lens, new_tokens: int, repeats: int, threads: int | None, allocator: str, decode: str = "fast", dtype: str = "float32"
+) -> list[dict]:
     """One job per (batch, prompt length, model), Transformer first."""
     return [
         {
@@ -140,6 +146,8 @@ def generate_jobs(configs: dict, batches, prompt_lens, new_tokens: int, repeats:
             "repeats": repeats,
             "threads": threads,
             "allocator": allocator,
+            "decode": decode,
+            "dtype": dtype,
         }
         for b in batches
         for L in prompt_lens
@@ -175,35 +183,47 @@ def state_bytes(state) -> dict:
     return out
 
 
+#: ``dtype`` of a job: the models' parameters (built in float32, then converted: the same weights).
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
 def _model(job: dict):
     from hippos.models.lm import LanguageModel
 
     cfg = dict(job["cfg"])
     cfg["attn_layers"] = tuple(cfg["attn_layers"])
-    return LanguageModel(LMConfig(**cfg)).eval()
+    return LanguageModel(LMConfig(**cfg)).eval().to(DTYPES[job.get("dtype", "float32")])
 
 
 class _LastState:
-    """Wraps ``model.prefill`` and ``model.step`` (instance attributes) to keep the latest state."""
+    """Wraps ``model.prefill``, ``model.step`` and ``model.decoder`` (instance attributes) to keep
+    the latest state: :attr:`state` (a decoder's is read when asked, at the end)."""
 
     def __init__(self, model):
-        self.state = None
-        for name in ("prefill", "step"):
-            setattr(model, name, self._wrap(getattr(model, name)))
+        self._state, self._decoder = None, None
+        for name in ("prefill", "step", "decoder"):
+            setattr(model, name, self._wrap(getattr(model, name), name))
 
-    def _wrap(self, fn):
+    @property
+    def state(self):
+        return self._decoder.state if self._decoder is not None else self._state
+
+    def _wrap(self, fn, name):
         def wrapped(*args, **kwargs):
             out = fn(*args, **kwargs)
-            self.state = out[1]
+            if name == "decoder":
+                self._decoder = out
+            else:
+                self._state, self._decoder = out[1], None
             return out
 
         return wrapped
 
 
-def _generate_once(model, prompt: torch.Tensor, new_tokens: int) -> tuple[float, float]:
+def _generate_once(model, prompt: torch.Tensor, new_tokens: int, decode: str = "fast") -> tuple[float, float]:
     """``(seconds to the first token, seconds for the rest)`` of one greedy ``generate_stream``."""
     t0 = time.perf_counter()
-    stream = model.generate_stream(prompt, new_tokens, temperature=0)
+    stream = model.generate_stream(prompt, new_tokens, temperature=0, decode=decode)
     next(stream)
     t1 = time.perf_counter()
     for _ in stream:
@@ -227,8 +247,9 @@ def run_generate_job(job: dict) -> dict:
     gc.collect()
     exact = reset_peak_rss()  # before the warm-up: with the cached allocator the timed runs reuse its memory
     base = current_rss_bytes()
-    _generate_once(model, prompt, min(new, 2))  # warm-up: same shapes for the prefill, a few steps
-    runs = [_generate_once(model, prompt, new) for _ in range(job.get("repeats", 1))]
+    decode = job.get("decode", "fast")
+    _generate_once(model, prompt, min(new, 2), decode)  # warm-up: same shapes for the prefill, a few steps
+    runs = [_generate_once(model, prompt, new, decode) for _ in range(job.get("repeats", 1))]
     peak = peak_rss_bytes()
     prefill = statistics.median(r[0] for r in runs)
     decode = statistics.median(r[1] for r in runs)
@@ -279,7 +300,7 @@ def _state_at(model, batch: int, context: int) -> list:
 
     def cache(s: KVCache) -> KVCache:
         B, nh, _, dh = s.keys.shape
-        store = KVStore(torch.randn(B, nh, context + 64, dh), torch.randn(B, nh, context + 64, dh), context)
+        store = KVStore(*(torch.randn(B, nh, context + 64, dh).to(s.keys.dtype) for _ in range(2)), context)
         return KVCache(store.keys[:, :, :context], store.values[:, :, :context], store)
 
     return [cache(s) if isinstance(s, KVCache) else s for s in model.default_state(batch)]
@@ -295,13 +316,16 @@ def _rewind(state: list, context: int) -> list:
 
 
 def profile_step(job: dict, steps: int = 8, top: int = 10) -> dict:
-    """Where one ``LanguageModel.step`` spends its time at ``batch`` with ``context`` cached tokens.
+    """Where one decode step spends its time at ``batch`` with ``context`` cached tokens: a step of
+    :meth:`LanguageModel.decoder` (``job["decode"] == "fast"``, the default) or of
+    :meth:`LanguageModel.step` (``"reference"``).
 
     Returns wall ms per step; ms per step inside each layer's mixer (by kind) and MLP (from
-    wrappers around ``mixer.step`` and ``mlp.forward``); the rest (embedding, norms, logits, input
-    checks); the torch profiler's top ops by self CPU time; and ``python_ms``, the wall time not
-    spent inside any aten op under the profiler (interpreter, module calls, dispatch; the
-    profiler's own cost per op lands here too, so it is an upper bound).
+    wrappers around the mixers' ``step`` (their steppers' for the decoder) and the MLP branch);
+    the rest (embedding, norms, logits, the reference's input checks); the torch profiler's top
+    ops by self CPU time; and ``python_ms``, the wall time not spent inside any aten op under the
+    profiler (interpreter, module calls, dispatch; the profiler's own cost per op lands here too,
+    so it is an upper bound).
     """
     from torch.profiler import ProfilerActivity, profile
 
@@ -314,27 +338,52 @@ def profile_step(job: dict, steps: int = 8, top: int = 10) -> dict:
     batch, context = job["batch"], job["context"]
     state = _state_at(model, batch, context)
     token = torch.randint(0, model.cfg.vocab_size, (batch,), generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
+    kinds = model.cfg.layer_mixers()
+    timer = _Timer()
+    fast = job.get("decode", "fast") == "fast"
+    with torch.inference_mode() if fast else torch.no_grad():
         params = model.setup_step()
+        if fast:
+            from hippos.layers.attention import AttentionStepper
+
+            decoder = model.decoder(state, params)
+            caches = [(s, s.cache) for s in decoder.steppers if isinstance(s, AttentionStepper)]
+
+            def one_step():
+                for s, cache in caches:  # every step sees `context` tokens (see _rewind)
+                    s.cache, cache.store.filled = cache, context
+                decoder.step(token)
+
+            def wrap_parts():
+                for s, kind in zip(decoder.steppers, kinds):
+                    timer.wrap(s, "step", f"mixer:{kind}")
+                timer.wrap(decoder, "_mlp", "mlp")
+        else:
+
+            def one_step():  # the state passed is the same each time: every step sees `context` tokens
+                model.step(token, _rewind(state, context), params)
+
+            def wrap_parts():
+                for block, kind in zip(model.blocks, kinds):
+                    timer.wrap(block.mixer, "step", f"mixer:{kind}")
+                    timer.wrap(block.mlp, "forward", "mlp")
+
         for _ in range(2):  # warm-up
-            model.step(token, _rewind(state, context), params)
-        t0 = time.perf_counter()
-        for _ in range(steps):  # the state passed is the same each time: every step sees `context` tokens
-            model.step(token, _rewind(state, context), params)
-        wall = (time.perf_counter() - t0) / steps
-        timer = _Timer()
-        for block, kind in zip(model.blocks, model.cfg.layer_mixers()):
-            timer.wrap(block.mixer, "step", f"mixer:{kind}")
-            timer.wrap(block.mlp, "forward", "mlp")
+            one_step()
         t0 = time.perf_counter()
         for _ in range(steps):
-            model.step(token, _rewind(state, context), params)
+            one_step()
+        wall = (time.perf_counter() - t0) / steps
+        wrap_parts()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            one_step()
         wall_wrapped = (time.perf_counter() - t0) / steps
         parts = {k: 1000 * v / steps for k, v in sorted(timer.seconds.items())}
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             t0 = time.perf_counter()
             for _ in range(steps):
-                model.step(token, _rewind(state, context), params)
+                one_step()
             wall_profiled = (time.perf_counter() - t0) / steps
     events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
     aten_ms = sum(e.self_cpu_time_total for e in events) / 1000 / steps

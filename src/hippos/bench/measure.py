@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
 
-__all__ = ["current_rss_bytes", "peak_rss_bytes", "reset_peak_rss", "run_isolated", "timed"]
+__all__ = ["current_rss_bytes", "peak_rss_bytes", "reset_peak_rss", "run_isolated", "run_rounds", "timed"]
 
 
 def current_rss_bytes() -> int:
@@ -57,14 +58,63 @@ def timed(fn, repeats: int, warmup: int = 1) -> list[float]:
     return out
 
 
-def run_isolated(job: dict, timeout: float = 900.0) -> dict:
-    """Run ``job`` (see :func:`hippos.bench.worker.run_job`) in a subprocess; returns its JSON or an error record."""
+def run_isolated(job: dict, timeout: float = 900.0, baseline: str | None = None) -> dict:
+    """Run ``job`` (see :func:`hippos.bench.worker.run_job`) in a subprocess; returns its JSON or an error record.
+
+    ``baseline``: the ``src`` folder of another hippos tree (a ``git worktree`` of an older
+    commit), put first on ``PYTHONPATH`` so that the job times that tree's code; the worker is
+    then this tree's ``worker.py`` run as a script (older trees lack the newer jobs and
+    measurements; it needs only their public API, see :mod:`hippos.bench.train`). A job's
+    ``threads`` is also passed as ``OMP_NUM_THREADS``, which any tree's torch starts with, and
+    ``allocator="thp"`` as ``THP_MEM_ALLOC_ENABLE=1`` (torch's CPU allocator then backs
+    allocations of 2 MB and more with transparent huge pages).
+    """
     cmd = [sys.executable, "-m", "hippos.bench.worker", json.dumps(job)]
+    env = dict(os.environ)
+    if job.get("threads"):
+        env["OMP_NUM_THREADS"] = str(job["threads"])
+    if job.get("allocator") == "thp":  # read by torch's CPU allocator once, at its first allocation
+        env["THP_MEM_ALLOC_ENABLE"] = "1"
+    if baseline is not None:
+        cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py"), json.dumps(job)]
+        rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env["PYTHONPATH"] = os.pathsep.join([str(baseline)] + rest)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {**job, "error": f"timed out after {timeout:.0f} s"}
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return {**job, "error": tail[:200]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_rounds(jobs: list[dict], baseline: str | None = None, rounds: int = 1, timeout: float = 900.0, progress=None) -> list[dict]:
+    """Each job ``rounds`` times in fresh processes (with ``baseline``: as often in that tree too,
+    alternating baseline, current, baseline, ... so that a drifting machine affects both alike).
+
+    Returns one record per job (and tree, in job order, baseline first) with ``tree``
+    (``"current"`` or ``"baseline"``), ``rounds_s`` (each round's ``median_s``) and the median over
+    rounds in ``median_s``, likewise ``cpu_s`` when the worker measures it, and the largest
+    ``extra_peak_bytes``; a job that failed in every round keeps its last error.
+    """
+    trees = [None] if baseline is None else [baseline, None]
+    order = [(i, tree) for _ in range(rounds) for i in range(len(jobs)) for tree in trees]
+    runs: dict = {}
+    for i, tree in order if progress is None else progress(order):
+        runs.setdefault((i, tree), []).append(run_isolated(jobs[i], timeout=timeout, baseline=tree))
+    out = []
+    for i in range(len(jobs)):
+        for tree in trees:
+            rs = runs[(i, tree)]
+            ok = [r for r in rs if "median_s" in r]
+            rec = dict(ok[0] if ok else rs[-1], tree="baseline" if tree else "current")
+            if ok:
+                rec["rounds_s"] = [r["median_s"] for r in ok]
+                rec["median_s"] = statistics.median(rec["rounds_s"])
+                if all("cpu_s" in r for r in ok):
+                    rec["rounds_cpu_s"] = [r["cpu_s"] for r in ok]
+                    rec["cpu_s"] = statistics.median(rec["rounds_cpu_s"])
+                rec["extra_peak_bytes"] = max(r["extra_peak_bytes"] for r in ok)
+            out.append(rec)
+    return out

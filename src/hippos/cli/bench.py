@@ -1,4 +1,4 @@
-"""``hippos bench layer | step | generate``: run, print a Markdown table, save JSON."""
+"""``hippos bench layer | train | step | generate``: run, print a Markdown table, save JSON."""
 
 from __future__ import annotations
 
@@ -8,9 +8,17 @@ from pathlib import Path
 
 import torch
 
-from hippos.bench.generate import ALLOCATORS, PAPER_TABLE7, build_configs, generate_jobs
+from hippos.bench.generate import (
+    ALLOCATORS,
+    DTYPES,
+    PAPER_TABLE7,
+    build_configs,
+    generate_jobs,
+)
 from hippos.bench.layer import LAYER_KINDS, layer_jobs
-from hippos.bench.measure import run_isolated
+from hippos.bench.measure import run_isolated, run_rounds
+from hippos.bench.train import ALLOCATORS as TRAIN_ALLOCATORS
+from hippos.bench.train import TRAIN_MODELS, train_jobs
 from hippos.cli.options import nonneg_int, positive_float, positive_int
 
 __all__ = ["add_parser"]
@@ -35,23 +43,88 @@ def _fmt_gb(b) -> str:
     return f"{b / 2**30:.2f} GB"
 
 
+def _layer_row_key(r: dict):
+    return (r["kind"], r["L"])
+
+
+def _cpu(r: dict) -> str:
+    return f"{r['cpu_s']:.3f}" if "cpu_s" in r else "—"
+
+
 def run_layer(args) -> list[dict]:
     jobs = layer_jobs(args.layers, args.L, args.batch, args.d_model, args.d_state, args.repeats, args.attn_max_L)
-    results = []
-    for job in _progress(jobs, "bench layer"):
-        results.append(job if "skipped" in job else run_isolated(job, timeout=args.timeout))
-    base = {r["L"]: r for r in results if r["kind"] == "attn_fused" and "median_s" in r}
-    print(f"\nforward+backward, batch {args.batch}, H {args.d_model}, N {args.d_state}; {_machine()}")
-    print("| layer | L | median s | extra peak memory | time vs fused attention | memory vs fused attention |")
-    print("|---|---|---|---|---|---|")
+    for job in jobs:
+        job.update({k: v for k, v in (("threads", args.threads), ("allocator", args.allocator)) if v is not None})
+    todo = [j for j in jobs if "skipped" not in j]
+    done = run_rounds(todo, baseline=args.baseline, rounds=args.rounds, timeout=args.timeout, progress=lambda it: _progress(it, "bench layer"))
+    results = [dict(j, tree=t) for j in jobs if "skipped" in j for t in (["baseline", "current"] if args.baseline else ["current"])] + done
+    order = {(j["kind"], j["L"]): i for i, j in enumerate(jobs)}
+    results.sort(key=lambda r: (order[_layer_row_key(r)], r["tree"] != "baseline"))
+    base = {(r["L"], r["tree"]): r for r in results if r["kind"] == "attn_fused" and "median_s" in r}
+    threads = next((r["threads"] for r in results if r.get("threads")), None) or torch.get_num_threads()
+    print(
+        f"\nforward+backward, batch {args.batch}, H {args.d_model}, N {args.d_state}; {threads} threads, allocator {args.allocator}, "
+        f"median of {args.repeats} runs x {args.rounds} round(s); {_machine()}"
+    )
+    print("| layer | L | code | median s | CPU s | extra peak memory | time vs fused attention | CPU time vs fused attention | memory vs fused attention |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         if "median_s" not in r:
-            print(f"| {r['kind']} | {r['L']} | — | — | {r.get('skipped') or r.get('error')} | |")
+            print(f"| {r['kind']} | {r['L']} | {r['tree']} | — | — | — | {r.get('skipped') or r.get('error')} | | |")
             continue
-        b = base.get(r["L"])
+        b = base.get((r["L"], r["tree"]))
         t_ratio = f"{r['median_s'] / b['median_s']:.2f}×" if b else "—"
+        c_ratio = f"{r['cpu_s'] / b['cpu_s']:.2f}×" if b and "cpu_s" in r and "cpu_s" in b else "—"
         m_ratio = f"{r['extra_peak_bytes'] / max(b['extra_peak_bytes'], 1):.2f}×" if b else "—"
-        print(f"| {r['kind']} | {r['L']} | {r['median_s']:.3f} | {_fmt_gb(r['extra_peak_bytes'])} | {t_ratio} | {m_ratio} |")
+        print(f"| {r['kind']} | {r['L']} | {r['tree']} | {r['median_s']:.3f} | {_cpu(r)} | {_fmt_gb(r['extra_peak_bytes'])} | {t_ratio} | {c_ratio} | {m_ratio} |")
+    if args.baseline:
+        _print_vs_baseline(results, _layer_row_key, "layer, L")
+    return results
+
+
+def _print_vs_baseline(results: list[dict], key, what: str) -> None:
+    """Current against baseline per configuration: time ratios (wall, CPU) and peak memory."""
+    pairs: dict = {}
+    for r in results:
+        if "median_s" in r:
+            pairs.setdefault(key(r), {})[r["tree"]] = r
+    print(f"\n| {what} | wall time current/baseline | CPU time current/baseline | speed-up (CPU) | peak memory current/baseline |")
+    print("|---|---|---|---|---|")
+    for k, p in pairs.items():
+        if "baseline" not in p or "current" not in p:
+            continue
+        b, c = p["baseline"], p["current"]
+        cpu = c["cpu_s"] / b["cpu_s"] if "cpu_s" in b and "cpu_s" in c else None
+        cpu_s = f"{cpu:.3f}" if cpu else "—"
+        up = f"{1 / cpu:.2f}×" if cpu else "—"
+        print(f"| {', '.join(map(str, k))} | {c['median_s'] / b['median_s']:.3f} | {cpu_s} | {up} | {c['extra_peak_bytes'] / max(b['extra_peak_bytes'], 1):.2f} |")
+
+
+def run_train(args) -> list[dict]:
+    jobs = train_jobs(args.models, args.batch, args.L, args.d_model, args.n_layers, args.d_state, args.repeats, args.threads, args.allocator)
+    results = run_rounds(jobs, baseline=args.baseline, rounds=args.rounds, timeout=args.timeout, progress=lambda it: _progress(it, "bench train"))
+    threads = next((r["threads"] for r in results if r.get("threads")), None) or torch.get_num_threads()
+    print(
+        f"\ntraining step (forward, backward, AdamW), batch {args.batch}, L {args.L}, {args.n_layers} layers, H {args.d_model}, N {args.d_state}; "
+        f"{threads} threads, allocator {args.allocator}, median of {args.repeats} steps x {args.rounds} round(s); {_machine()}"
+    )
+    tf = {r["tree"]: r for r in results if r["model"] == "transformer" and "median_s" in r}
+    print("| model | code | params | step s | CPU s/step | samples/s | samples/s (CPU time) | extra peak memory | time vs Transformer | CPU time vs Transformer |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        if "median_s" not in r:
+            print(f"| {r['model']} | {r['tree']} | — | — | — | — | — | — | {r.get('error')} | |")
+            continue
+        r["samples_per_s"] = r["batch"] / r["median_s"]
+        t = tf.get(r["tree"])
+        t_ratio = f"{r['median_s'] / t['median_s']:.2f}×" if t else "—"
+        c_ratio = f"{r['cpu_s'] / t['cpu_s']:.2f}×" if t else "—"
+        print(
+            f"| {r['model']} | {r['tree']} | {r['params']:,} | {r['median_s']:.3f} | {r['cpu_s']:.3f} | {r['samples_per_s']:.1f} | "
+            f"{r['batch'] / r['cpu_s']:.1f} | {_fmt_gb(r['extra_peak_bytes'])} | {t_ratio} | {c_ratio} |"
+        )
+    if args.baseline:
+        _print_vs_baseline(results, lambda r: (r["model"],), "model")
     return results
 
 
@@ -106,13 +179,13 @@ def run_generate(args) -> list[dict]:
         f"hybrid H3: d_model {hc['d_model']}, {hc['n_layers']} layers, attention at {list(hc['attn_layers'])}, {nh:,} parameters\n"
         f"Transformer: d_model {tc['d_model']}, {tc['n_layers']} layers, {nt:,} parameters ({100 * (nt - nh) / nh:+.1f}% vs hybrid)"
     )
-    jobs = generate_jobs(configs, args.batch, args.prompt_len, args.new_tokens, args.repeats, args.threads, args.allocator)
+    jobs = generate_jobs(configs, args.batch, args.prompt_len, args.new_tokens, args.repeats, args.threads, args.allocator, args.decode, args.dtype)
     results = [run_isolated(j, timeout=args.timeout) for j in _progress(jobs, "bench generate")]
     ok = [r for r in results if "tokens_per_s" in r]
     threads = ok[0]["threads"] if ok else args.threads
     print(
-        f"\ngeneration, {args.new_tokens} new tokens (greedy), median of {args.repeats}; byte vocabulary; measured with {threads} threads, "
-        f"allocator {args.allocator}; {_machine()}\n"
+        f"\ngeneration, {args.new_tokens} new tokens (greedy, {args.decode} decode, {args.dtype}), median of {args.repeats}; byte vocabulary; "
+        f"measured with {threads} threads, allocator {args.allocator}; {_machine()}\n"
         "prefill = prompt + setup_step + first token; decode tokens/s = batch·(new−1)/decode time; "
         "end-to-end tokens/s = batch·new/(prefill + decode), the paper's measure"
     )
@@ -143,7 +216,8 @@ def run_generate(args) -> list[dict]:
     if args.profile:
         b, ctx = max(args.batch), max(args.prompt_len) + args.new_tokens // 2
         pjobs = [
-            {"what": "generate", "model": m, "cfg": configs[m]["cfg"], "params": configs[m]["params"], "batch": b, "context": ctx, "threads": args.threads, "allocator": args.allocator}
+            {"what": "generate", "model": m, "cfg": configs[m]["cfg"], "params": configs[m]["params"], "batch": b, "context": ctx, "threads": args.threads,
+             "allocator": args.allocator, "decode": args.decode, "dtype": args.dtype}
             for m in ("transformer", "hybrid")
         ]
         profiles = [run_isolated(j, timeout=args.timeout) for j in pjobs]
@@ -153,7 +227,7 @@ def run_generate(args) -> list[dict]:
 
 
 def _main(args) -> int:
-    run = {"layer": run_layer, "step": run_step, "generate": run_generate}[args.bench]
+    run = {"layer": run_layer, "step": run_step, "generate": run_generate, "train": run_train}[args.bench]
     results = run(args)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -170,6 +244,22 @@ def add_parser(subparsers) -> None:
     lay.add_argument("--batch", type=positive_int, default=8)
     lay.add_argument("--layers", nargs="+", choices=LAYER_KINDS, default=list(LAYER_KINDS))
     lay.add_argument("--attn-max-L", dest="attn_max_L", type=positive_int, default=8192, help="skip attention above this L (default 8192)")
+    trn = sub.add_parser("train", help="training-step samples/s and peak memory: sMNIST-size S4, S4D and Transformer classifiers")
+    trn.add_argument("--models", nargs="+", choices=TRAIN_MODELS, default=list(TRAIN_MODELS))
+    trn.add_argument("--batch", type=positive_int, default=50)
+    trn.add_argument("--L", type=positive_int, default=784, help="sequence length (default 784, sequential MNIST)")
+    trn.add_argument("--d-model", dest="d_model", type=positive_int, default=64)
+    trn.add_argument("--n-layers", dest="n_layers", type=positive_int, default=4)
+    trn.add_argument("--d-state", dest="d_state", type=positive_int, default=64)
+    trn.add_argument("--repeats", type=positive_int, default=5, help="timed steps per process, after 2 warm-up steps (default 5)")
+    for q in (lay, trn):
+        q.add_argument("--rounds", type=positive_int, default=1, help="processes per configuration (and tree), alternating; medians over rounds")
+        q.add_argument("--baseline", default=None, metavar="SRC",
+                       help="also time another hippos source tree (e.g. the src/ of `git worktree add /tmp/hippos-head HEAD`), alternating with this one")
+        q.add_argument("--threads", type=positive_int, default=None, help="torch threads in each measurement (default: torch's)")
+        q.add_argument("--allocator", choices=TRAIN_ALLOCATORS, default="system",
+                       help="system: glibc and torch defaults (what `hippos train` gets; default); cached: keep freed memory in the heap "
+                       "(mallopt); thp: THP_MEM_ALLOC_ENABLE=1, torch backs large tensors with transparent huge pages")
     stp = sub.add_parser("step", help="recurrent tokens/s of S4 (DPLR) and S4D layers")
     stp.add_argument("--batch", type=positive_int, nargs="+", default=[1, 64])
     stp.add_argument("--layers", nargs="+", choices=("s4", "s4d"), default=["s4", "s4d"])
@@ -187,11 +277,15 @@ def add_parser(subparsers) -> None:
     gen.add_argument("--allocator", choices=ALLOCATORS, default="cached", help="cached: keep freed memory in the heap (default); system: glibc defaults")
     gen.add_argument("--same-width", dest="same_width", action="store_true", help="give the Transformer the hybrid's width instead of matching parameter counts")
     gen.add_argument("--profile", action="store_true", help="also profile one decode step of each model (largest batch, longest prompt)")
+    gen.add_argument("--decode", choices=("fast", "reference"), default="fast",
+                     help="fast: LanguageModel.decoder, the layers' in-place steppers (default); reference: LanguageModel.step")
+    gen.add_argument("--dtype", choices=tuple(DTYPES), default="float32",
+                     help="both models' parameters (default float32; the SSMs compute in float32 whatever it is)")
     for q in (lay, stp):
         q.add_argument("--d-model", dest="d_model", type=positive_int, default=256)
         q.add_argument("--d-state", dest="d_state", type=positive_int, default=64)
         q.add_argument("--repeats", type=positive_int, default=3)
-    for q in (lay, stp, gen):
+    for q in (lay, stp, gen, trn):
         q.add_argument("--timeout", type=positive_float, default=900.0, help="seconds per configuration")
         q.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
         q.set_defaults(func=_main)

@@ -5,17 +5,20 @@
                       [--seeds LIST] [--device DEV] [--num-threads N] [--jobs N] [--no-progress]
     hippos generate RUN_DIR --prompt TEXT [--max-new-tokens N] [--temperature T]
                     [--top-k K] [--top-p P] [--seed S] [--prefill-chunk N]
+                    [--decode fast|reference] [--dtype float32|bfloat16|float16]
                     [--weights last|best] [--device DEV] [--no-echo]
 
 ``synthetics`` reproduces H3 Table 2 (``hippos.experiments.synthetics``); ``generate`` loads a trained
 LM run (``ar``, ``ih`` or ``charlm``: config, weights and vocabulary) and streams tokens to
-stdout as the model writes them. See docs/synthetics.md and docs/training.md.
+stdout as the model writes them, then one line on stderr with the prefill's and the decoding's
+tokens/s (stdout holds the text only). See docs/synthetics.md and docs/training.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from hippos.cli.options import nonneg_int, positive_float, positive_int
@@ -125,6 +128,9 @@ def run_generate(args: argparse.Namespace, out=None) -> int:
 
     out = sys.stdout if out is None else out
     model, vocab, cfg = load_lm_run(args.run_dir, args.weights, args.device)
+    dtype = getattr(args, "dtype", None)
+    if dtype is not None:  # inference in another precision: the SSMs still compute in float32
+        model = model.to(getattr(torch, dtype))
     before = torch.get_num_threads()
     try:
         if cfg.num_threads:
@@ -134,7 +140,17 @@ def run_generate(args: argparse.Namespace, out=None) -> int:
         torch.set_num_threads(before)
 
 
-def _write_stream(args: argparse.Namespace, out, model, vocab) -> int:
+def speed_line(prompt_tokens: int, prefill_s: float, new_tokens: int, decode_s: float) -> str:
+    """``prefill: P tokens in S s (R tokens/s); decode: N tokens in S s (R tokens/s)``: the prefill
+    runs the prompt and gives the first new token; decoding gives the others (one step each)."""
+    def rate(n: int, s: float) -> str:
+        return f"{n / s:,.0f} tokens/s" if s > 0 and n > 0 else "— tokens/s"
+
+    return (f"prefill: {prompt_tokens} tokens in {prefill_s:.3f} s ({rate(prompt_tokens, prefill_s)}); "
+            f"decode: {new_tokens} tokens in {decode_s:.3f} s ({rate(new_tokens, decode_s)})")
+
+
+def _write_stream(args: argparse.Namespace, out, model, vocab, err=None) -> int:
     from hippos.data.text import CharVocab
 
     ids = _encode(vocab, args.prompt)
@@ -142,19 +158,28 @@ def _write_stream(args: argparse.Namespace, out, model, vocab) -> int:
     n_new = args.max_new_tokens if args.max_new_tokens is not None else (200 if chars else 1)
     prompt = ids[None].to(next(model.parameters()).device)
     stream = model.generate_stream(prompt, n_new, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                                   seed=args.seed, prefill_chunk=args.prefill_chunk)  # validates the options first
+                                   seed=args.seed, prefill_chunk=args.prefill_chunk,
+                                   decode=getattr(args, "decode", "fast"))  # validates the options first
     sep = "" if chars else " "
     if not args.no_echo:
         out.write(vocab.decode(ids))
         out.flush()
     first = args.no_echo
-    for token in stream:
+    t0 = time.perf_counter()
+    t_first = None
+    for token in stream:  # the time to the first token is the prefill's (prompt + first sample)
+        if t_first is None:
+            t_first = time.perf_counter()
         text = vocab.decode(token.tolist())
         out.write(text if first else sep + text)
         out.flush()
         first = False
+    t_end = time.perf_counter()
     out.write("\n")
     out.flush()
+    if n_new > 0:  # writing the text is counted in: what a reader of the stream waits for
+        err = sys.stderr if err is None else err
+        print(speed_line(len(ids), t_first - t0, n_new - 1, t_end - t_first), file=err, flush=True)
     return 0
 
 
@@ -204,6 +229,10 @@ def add_parser(subparsers) -> None:
     g.add_argument("--top-p", metavar="P", type=positive_float, default=None, help="nucleus sampling: the smallest set of mass P (0 < P <= 1)")
     g.add_argument("--seed", metavar="S", type=nonneg_int, default=None, help="seed of the sampler (default: unseeded)")
     g.add_argument("--prefill-chunk", metavar="N", type=positive_int, default=None, help="feed the prompt in chunks of N tokens (same result)")
+    g.add_argument("--decode", choices=("fast", "reference"), default="fast",
+                   help="fast: the layers' in-place steppers (default); reference: LanguageModel.step (same tokens)")
+    g.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
+                   help="run the model in this dtype (default: as trained); the SSMs compute in float32 whatever it is")
     g.add_argument("--weights", choices=("last", "best"), default="last", help="last checkpoint or best validation weights (default: last)")
     g.add_argument("--device", metavar="DEV", default=None, help="cpu, cuda, cuda:N or auto (default: the run's)")
     g.add_argument("--no-echo", action="store_true", help="print only the continuation, not the prompt")

@@ -95,6 +95,10 @@ def _check_pos_float(name: str, value) -> float:
     return float(value)
 
 
+#: Kernels kept per SSM kernel module by :meth:`SSMKernel.cached` (distinct ``(L, rate)`` pairs).
+KERNEL_CACHE_SIZE = 4
+
+
 class SSMKernel(nn.Module):
     """Base of the SSM kernels: log Δ, dtypes, validation. Subclasses implement the contract above.
 
@@ -146,6 +150,45 @@ class SSMKernel(nn.Module):
     def dt(self, rate: float = 1.0) -> torch.Tensor:
         """``Δ/rate: r(H)`` in the compute dtype."""
         return torch.exp(self._real(self.log_dt)) / _check_pos_float("rate", rate)
+
+    # ---- the kernel, reused while nothing changed ------------------------------------------
+    def _signature(self) -> tuple:
+        """What the kernel is a function of: every parameter's and buffer's storage, version
+        counter (bumped by any in-place write: ``optimizer.step``, ``load_state_dict``, ``grow``),
+        dtype and device."""
+        return tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in (*self.parameters(), *self.buffers()))
+
+    def cached(self, L: int, rate: float = 1.0) -> torch.Tensor:
+        """``forward(L, rate)``, kept and reused while autograd is off (``torch.no_grad()``,
+        ``inference_mode``, or no parameter requiring grad) and no parameter or buffer has changed.
+
+        Evaluation and generation call a layer again and again with the same weights; the kernel
+        (for S4 DPLR a Cauchy product over all L/2 frequencies) is then computed once. Any in-place
+        change of a parameter or buffer bumps its version counter and invalidates the entry, as
+        does a new storage (``.to()``, ``.double()``, ``p.data = ...``). Not seen: writes through
+        ``p.data`` (a tensor with a version counter of its own); call :meth:`clear_cache` after
+        those. With autograd on, this is ``forward`` (a kernel in a graph is never shared). One
+        entry per ``(L, rate)``, at most :data:`KERNEL_CACHE_SIZE`. The tensor returned is the one
+        kept: read it, never write to it in place.
+        """
+        L, rate = self._check_L(L), _check_pos_float("rate", rate)
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+            return self(L, rate)
+        cache = self.__dict__.setdefault("_kernel_cache", {})
+        key, sig = (L, rate), self._signature()
+        hit = cache.get(key)
+        if hit is not None and hit[0] == sig and hit[1].is_inference() == torch.is_inference_mode_enabled():
+            return hit[1]
+        with torch.no_grad():
+            K = self(L, rate)
+        if len(cache) >= KERNEL_CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+        cache[key] = (sig, K)
+        return K
+
+    def clear_cache(self) -> None:
+        """Drop the kernels kept by :meth:`cached`."""
+        self.__dict__.pop("_kernel_cache", None)
 
     # ---- validation -------------------------------------------------------------------------
     def _check_L(self, L) -> int:

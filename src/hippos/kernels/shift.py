@@ -42,7 +42,7 @@ from hippos.kernels.base import (
 )
 from hippos.ops.fftconv import fft_conv
 
-__all__ = ["ShiftKernel", "shift_matrix"]
+__all__ = ["ShiftKernel", "fir_taps", "shift_matrix"]
 
 
 def shift_matrix(N: int, dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
@@ -61,6 +61,15 @@ def _correlate(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.zeros(torch.broadcast_shapes(a.shape, b.shape), dtype=torch.promote_types(a.dtype, b.dtype), device=a.device)
     a_f, b_f = torch.fft.rfft(a, n=2 * N), torch.fft.rfft(b, n=2 * N)
     return torch.fft.irfft(a_f * b_f.conj(), n=2 * N)[..., :N]
+
+
+def fir_taps(B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    """The system as an N-tap filter, ``K_j = C S^j B = Σ_m C_{m+j} B_m`` for ``j < N``: ``B, C: r(H N)``
+    -> ``r(H N)``, written out (O(H N²), no FFT): the recurrent view's taps, ``y_k = Σ_j K_j u_{k-j}``
+    once the state holds only inputs (:class:`hippos.layers.h3.H3Stepper`)."""
+    N = C.shape[-1]
+    windows = F.pad(C, (0, N - 1)).unfold(-1, N, 1)  # (H N N): windows[h, j, m] = C[h, j + m] (0 past N)
+    return (windows * B[:, None, :]).sum(-1)
 
 
 class ShiftKernel(SSMKernel):

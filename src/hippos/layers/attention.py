@@ -24,6 +24,10 @@ per token. Only the newest cache of a store may append in place (``store.filled 
 to an older one (branching two continuations from one prompt) copies into a new store, so every
 cache a caller holds keeps its values: states behave as immutable values either way. Under
 autograd the cache grows by concatenation (no in-place writes in a graph).
+
+**Decode loop.** :meth:`MultiHeadAttention.stepper` gives an :class:`AttentionStepper`: ``step``
+without the per-call checks, module calls and dropout, appending to the store in place
+(:mod:`hippos.layers.stepper`).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from torch import nn
 
 from hippos.ops.checks import dtype_error
 
-__all__ = ["IMPLS", "KVCache", "KVStore", "MultiHeadAttention", "POSITIONS"]
+__all__ = ["IMPLS", "POSITIONS", "AttentionStepper", "KVCache", "KVStore", "MultiHeadAttention"]
 
 POSITIONS = ("none", "learned")
 IMPLS = ("fused", "materialized")
@@ -130,15 +134,15 @@ class MultiHeadAttention(nn.Module):
         if not u.is_floating_point():
             raise TypeError(f"MultiHeadAttention.{what} expects a floating tensor, got {u.dtype}")
 
-    def _check_state(self, state, batch: int) -> KVCache:
-        """A :class:`KVCache` ``keys, values: r(B n_heads T d_head)`` whose B is ``batch``; the
-        message names the structure, shape, batch or dtype that does not fit."""
+    def _check_state(self, state, batch: int | None) -> KVCache:
+        """A :class:`KVCache` ``keys, values: r(B n_heads T d_head)`` whose B is ``batch`` (any B
+        when None); the message names the structure, shape, batch or dtype that does not fit."""
         ok = isinstance(state, tuple) and len(state) in (2, 3) and all(torch.is_tensor(s) and s.dim() == 4 for s in state[:2])
         ok = ok and (len(state) == 2 or state[2] is None or isinstance(state[2], KVStore))
         if not ok or state[0].shape != state[1].shape or state[0].shape[1] != self.n_heads or state[0].shape[-1] != self.d_head:
             got = tuple(getattr(s, "shape", type(s)) for s in state) if isinstance(state, tuple) else type(state)
             raise ValueError(f"attention state must be KVCache(keys, values) of shape (B, {self.n_heads}, T, {self.d_head}), got {got}")
-        if state[0].shape[0] != batch:
+        if batch is not None and state[0].shape[0] != batch:
             raise ValueError(f"attention state (KVCache) has batch {state[0].shape[0]}, input has batch {batch}")
         if not (state[0].is_floating_point() and state[1].is_floating_point()):
             raise TypeError(f"attention state (KVCache) must be floating point, got {state[0].dtype} and {state[1].dtype}")
@@ -163,11 +167,10 @@ class MultiHeadAttention(nn.Module):
         st.filled = T + L
         return KVCache(st.keys[:, :, : T + L], st.values[:, :, : T + L], st)
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, T: int) -> torch.Tensor:
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, T: int, dropout: float = 0.0) -> torch.Tensor:
         """``q: r(B nh L dh)``, ``k, v: r(B nh T+L dh)`` -> ``o: r(B nh L dh)``; query i (absolute
-        position T + i) sees keys j <= T + i."""
+        position T + i) sees keys j <= T + i; ``dropout`` on the attention probabilities."""
         L = q.shape[-2]
-        dropout = self.dropout if self.training else 0.0
         if self.impl == "materialized":
             scores = q @ k.transpose(-1, -2) / math.sqrt(self.d_head)  # (B nh L T+L)
             mask = torch.ones(L, T + L, dtype=torch.bool, device=q.device).tril(diagonal=T)
@@ -210,7 +213,7 @@ class MultiHeadAttention(nn.Module):
         elif state is not None:
             k = torch.cat([state.keys.to(k.dtype), k], dim=-2)  # (B nh T+L dh)
             v = torch.cat([state.values.to(v.dtype), v], dim=-2)
-        o = self._attend(q, k, v, T)  # (B nh L dh)
+        o = self._attend(q, k, v, T, self.dropout if self.training else 0.0)  # (B nh L dh)
         y = self.out_proj(o.transpose(1, 2).reshape(B, L, d))
         if keep and cache is None:
             cache = KVCache(k, v)
@@ -233,3 +236,39 @@ class MultiHeadAttention(nn.Module):
         self._check(u_t, 2, "step")
         y, next_state = self.forward(u_t[:, None], state)
         return y[:, 0], next_state
+
+    def stepper(self, state: KVCache, params=None) -> AttentionStepper:
+        """The decode loop's stepper from ``state`` (:class:`AttentionStepper`); equals :meth:`step`."""
+        return AttentionStepper(self, self._check_state(state, None))
+
+
+class AttentionStepper:
+    """One attention layer in a decode loop: ``step(u_t: r(B d)) -> y_t: r(B d)``, equal to
+    :meth:`MultiHeadAttention.step` in eval mode (no dropout, whatever the training flag).
+
+    The cache is appended in place in its store (:meth:`MultiHeadAttention._append`; a cache that
+    is not its store's newest is copied first, so the state handed in keeps its contents), with
+    no per-token input checks or module calls: a few aten ops a token. :attr:`state` is the cache
+    after the steps so far (a :class:`KVCache`, valid as a value like any other). Inputs have the
+    parameters' dtype, the cache too (no autocast: :func:`hippos.layers.stepper.fast_steppers_apply`).
+    """
+
+    def __init__(self, layer: MultiHeadAttention, state: KVCache):
+        self.layer, self.cache = layer, state
+
+    @property
+    def state(self) -> KVCache:
+        return self.cache
+
+    def step(self, u_t: torch.Tensor) -> torch.Tensor:
+        layer, cache = self.layer, self.cache
+        B, T = u_t.shape[0], cache.keys.shape[-2]
+        if layer.max_len is not None and T >= layer.max_len:
+            raise ValueError(f"sequence of {T + 1} tokens (cache {T} + input 1) exceeds max_len={layer.max_len}")
+        if layer.pos_emb is not None:
+            u_t = u_t + layer.pos_emb.weight[T]
+        qkv = F.linear(u_t, layer.qkv.weight, layer.qkv.bias).view(B, 3, layer.n_heads, 1, layer.d_head)
+        q, k, v = qkv.unbind(1)  # (B nh 1 dh) each
+        self.cache = cache = layer._append(cache, k, v)
+        o = layer._attend(q, cache.keys, cache.values, T)  # (B nh 1 dh): its memory is (B d)
+        return F.linear(o.view(B, layer.d_model), layer.out_proj.weight, layer.out_proj.bias)

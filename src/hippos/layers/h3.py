@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hippos.kernels import DiagKernel, ShiftKernel
@@ -35,7 +36,7 @@ from hippos.kernels.base import check_state_tensor
 from hippos.ops.checks import check_input_dtype, dtype_error, finish_dtype
 from hippos.ops.fftconv import fft_conv
 
-__all__ = ["H3", "H3State"]
+__all__ = ["H3", "H3State", "H3Stepper"]
 
 
 class H3State(NamedTuple):
@@ -172,12 +173,12 @@ class H3(nn.Module):
             kv = y = self._outer(k, v)  # (B 0 H'·E)
         else:
             # shift SSM on k (one channel per feature)
-            k_ssm = fft_conv(k, self.shift(L), self.D_shift)
+            k_ssm = fft_conv(k, self.shift.cached(L), self.D_shift)
             if state is not None:
                 k_ssm = k_ssm + self.shift.state_contribution(state.shift, L)
             # diag SSM on the per-head outer products, one kernel per head shared by its h·h entries
             kv = self._outer(k_ssm, v)  # (B L H'·E)
-            K = self.diag(L).repeat_interleave(E, dim=0)  # (H'·E L)
+            K = self.diag.cached(L).repeat_interleave(E, dim=0)  # (H'·E L)
             y = fft_conv(kv, K, self.D_diag.repeat_interleave(E))
             if state is not None:
                 c = self.diag.state_contribution(self._state_to_rows(state.diag), L)  # (B·E L H')
@@ -232,3 +233,99 @@ class H3(nn.Module):
         y = y + self.D_diag.to(cdtype)[:, None] * kv  # (B H' E)
         out = self.out_proj(finish_dtype(self._contract(q, y.flatten(1)), u_t))
         return out, H3State(shift, x)
+
+    def stepper(self, state: H3State, params: dict | None = None) -> H3Stepper:
+        """The decode loop's stepper from ``state`` (:class:`H3Stepper`): :meth:`step` with its
+        state updated in place in buffers of its own; equal to :meth:`step` to rounding."""
+        if not isinstance(state, tuple) or len(state) != 2 or not torch.is_tensor(state[0]):
+            raise ValueError(f"H3 state must be an H3State(shift, diag) (from default_state or forward), got {type(state).__name__}")
+        state = self._check_state(state, state[0].shape[0])
+        return H3Stepper(self, state, self.setup_step() if params is None else params)
+
+
+class H3Stepper:
+    """One H3 layer in a decode loop: ``step(u_t: r(B d)) -> y_t: r(B d)`` equals :meth:`H3.step`
+    (to rounding), with the state kept in buffers of its own and updated in place. ``docs/h3.md`` §5.
+
+    * **Shift SSM as a filter.** ``y_k = C x_k`` with ``x_k = S^k x_0 + Σ_{j<k} S^j B u_{k-j}`` is
+      ``Σ_{j<N} K_j u_{k-j} + C S^k x_0``: the N-tap filter of :func:`~hippos.kernels.shift.fir_taps`
+      (``D_shift`` folded into ``K_0``) over the last N inputs, plus the handed-in state's
+      contribution, nonzero for the first N − 1 steps only (``state_contribution``, once). The
+      inputs go to a time-major window ``r(2N B d)`` written one row a token (every N tokens the
+      last N rows move to the front): one read of ``(N B d)`` a token instead of the shift, the
+      axpy and the read-out of the state ``r(B d N)``.
+    * **Diagonal SSM in place.** ``x ← Ā x + B̄ kv`` by one ``addcmul`` into the state ``c(B H' h·h M)``,
+      read out as ``2·Re Σ_M C x = Σ (2 Re C, −2 Im C) · (Re x, Im x)`` on its real view.
+
+    :attr:`state` rebuilds the :class:`H3State` (``ShiftKernel.forward_state`` of the window's last
+    inputs from the handed-in state, a copy of the diagonal state): a value, like every state. The
+    state handed in is never written. Inputs have the parameters' dtype (no autocast;
+    :func:`hippos.layers.stepper.fast_steppers_apply`); as in :meth:`H3.step`, the SSMs and the
+    read-out run in the kernels' float32 (float64 after ``.double()``) and the projections in the
+    parameters' dtype (bfloat16 or float16 too).
+    """
+
+    def __init__(self, layer: H3, state: H3State, params: dict):
+        from hippos.kernels.shift import fir_taps
+
+        self.layer, self.x0 = layer, state.shift
+        B, d, N = state.shift.shape
+        self.N, self.batch = N, B
+        with torch.no_grad():
+            sp, dp = params["shift"], params["diag"]
+            taps = fir_taps(sp["B"], sp["C"]).clone()  # (d N), newest input first
+            taps[:, 0] += layer.D_shift.to(taps.dtype)
+            self.taps = taps.flip(-1).t()[:, None, :].contiguous()  # (N 1 d): oldest .. newest
+            self.window = state.shift.new_zeros(2 * N, B, d)  # rows [p - N, p): the last N inputs
+            self.pos, self.steps = N, 0
+            # C S^t x_0 for the steps t = 1 .. N-1: (N-1 B d); none for a zero state
+            self.carry = None
+            if N > 1 and bool(state.shift.any()):
+                self.carry = layer.shift.state_contribution(state.shift, N - 1).transpose(0, 1).contiguous()
+            self.x = state.diag.clone()  # c(B H' E M), updated in place
+            self.dA, self.dB = dp["dA"][:, None, :], dp["dB"][:, None, :]  # c(H' 1 M)
+            C2 = 2 * torch.view_as_real(dp["C"])  # r(H' M 2): (2 Re C, 2 Im C)
+            self.readout = torch.stack([C2[..., 0], -C2[..., 1]], -1).reshape(layer.n_heads, 1, -1)  # r(H' 1 2M)
+            self.D_diag = layer.D_diag.to(C2.dtype)[:, None]  # (H' 1)
+
+    @property
+    def state(self) -> H3State:
+        n = min(self.steps, self.N)
+        if n == 0:
+            shift = self.x0.clone()
+        else:
+            inputs = self.window[self.pos - n : self.pos].transpose(0, 1)  # (B n d): the last n inputs
+            shift = self.layer.shift.forward_state(inputs, self.x0)
+        return H3State(shift, self.x.clone())
+
+    def step(self, u_t: torch.Tensor) -> torch.Tensor:
+        layer, N = self.layer, self.N
+        B, d = u_t.shape
+        H, h = layer.n_heads, layer.head_dim
+        qkv = F.linear(u_t, layer.qkv_proj.weight, layer.qkv_proj.bias).to(self.window.dtype)  # the SSMs' dtype
+        q, k, v = qkv.view(B, 3, d).unbind(1)  # (B d) each
+        # shift SSM: the N-tap filter over the window (D_shift folded in)
+        p = self.pos
+        self.window[p].copy_(k)
+        k_ssm = (self.window[p - N + 1 : p + 1] * self.taps).sum(0)  # (B d)
+        if self.carry is not None and self.steps < N - 1:
+            k_ssm += self.carry[self.steps]
+        self.steps += 1
+        self.pos = p + 1
+        if self.pos == 2 * N:  # move the last N inputs to the front
+            self.window[:N].copy_(self.window[N:])
+            self.pos = N
+        # diagonal SSM on the per-head outer products, in place
+        if h == 1:
+            kv = (k_ssm * v).view(B, H, 1)  # (B H' E)
+        else:
+            kv = (k_ssm.view(B, H, h, 1) * v.view(B, H, 1, h)).view(B, H, h * h)
+        x = self.x
+        torch.addcmul(self.dB * kv[..., None], self.dA, x, out=x)  # x' = Ā x + B̄ kv
+        y = (torch.view_as_real(x).flatten(-2) * self.readout).sum(-1)  # 2 Re Σ_M C x': (B H' E)
+        y = torch.addcmul(y, self.D_diag, kv)
+        if h == 1:
+            o = q * y.view(B, d)
+        else:
+            o = (q.view(B, H, h, 1) * y.view(B, H, h, h)).sum(-2).view(B, d)
+        return F.linear(o.to(u_t.dtype), layer.out_proj.weight, layer.out_proj.bias)

@@ -147,9 +147,10 @@ class S4(nn.Module):
         if L == 0:
             z = uc
         else:
-            z = fft_conv(uc, self.kernel(L, rate=rate), self.D)  # (B L H)
-            if self.bidirectional:
-                z = z + fft_conv(uc.flip(1), self.kernel_rev(L, rate=rate)).flip(1)
+            # (B L H); a bidirectional layer's anti-causal kernel shares the same FFTs
+            # (the kernels are computed once and reused while autograd is off and the weights stay)
+            K_rev = self.kernel_rev.cached(L, rate) if self.bidirectional else None
+            z = fft_conv(uc, self.kernel.cached(L, rate), self.D, K_rev=K_rev)
             if state is not None:
                 z = z + self.kernel.state_contribution(state, L, rate=rate)
         next_state = None

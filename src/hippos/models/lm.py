@@ -21,8 +21,9 @@ layer's input instead, outside the residual stream, never formed an induction he
 ``forward(tokens, state=None, return_state=False) -> (logits, next_state)`` keeps the layer
 contract (a state is the list of the layers' states: :class:`~hippos.layers.H3State`, S4 tensors,
 :class:`~hippos.layers.KVCache`), so a prompt can be fed in chunks. ``step(token_t, state, params)``
-is the recurrent view. :meth:`LanguageModel.generate_stream` yields tokens one at a time;
-:meth:`LanguageModel.generate` collects them.
+is the recurrent view (the reference); :meth:`LanguageModel.decoder` the same logits for a decode
+loop (in-place steppers, :mod:`hippos.models.lm_decode`). :meth:`LanguageModel.generate_stream`
+yields tokens one at a time; :meth:`LanguageModel.generate` collects them.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ from torch import nn
 from hippos.layers.block import Block
 from hippos.layers.mixers import make_mixer
 from hippos.models.lm_config import MIXERS, LMConfig
+from hippos.models.lm_decode import LMDecoder, decoder_applies
 
-__all__ = ["LanguageModel", "lm_block", "mixer_options", "sample_logits"]
+__all__ = ["DECODES", "LanguageModel", "lm_block", "mixer_options", "sample_logits"]
 
 
 def mixer_options(cfg: LMConfig, kind: str) -> dict:
@@ -86,14 +88,20 @@ def sample_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | N
     return torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
 
 
+#: ``decode=`` of :meth:`LanguageModel.generate_stream`: :class:`~hippos.models.lm_decode.LMDecoder`
+#: with the layers' fast steppers, or the reference :meth:`LanguageModel.step`.
+DECODES = ("fast", "reference")
+
+
 @contextlib.contextmanager
-def _inference(module: nn.Module):
-    """No gradients and no dropout for the duration of one call; the training flag is restored."""
+def _inference(module: nn.Module, inference_mode: bool = False):
+    """No gradients (``torch.inference_mode`` if asked) and no dropout for the duration of one
+    call; the training flag is restored."""
     was_training = [m for m in module.modules() if m.training]
     for m in was_training:  # only the modules in training mode are switched (a no-op in eval)
         m.training = False
     try:
-        with torch.no_grad():
+        with torch.inference_mode() if inference_mode else torch.no_grad():
             yield
     finally:
         for m in was_training:
@@ -187,8 +195,19 @@ class LanguageModel(nn.Module):
         """Per-layer step parameters (pure functions of the weights); cache them while stepping."""
         return [b.setup_step() for b in self.blocks]
 
+    def decoder(self, state: list | None = None, params: list | None = None, batch_size: int | None = None, fast: bool = True) -> LMDecoder:
+        """The decode loop's stepper (:class:`~hippos.models.lm_decode.LMDecoder`) from ``state``
+        (``default_state(batch_size)`` when None): ``decoder.step(token_t) -> logits`` equals
+        :meth:`step` in eval mode, its state held and updated in place; ``decoder.state`` is the
+        state as a value. ``fast=False``: every mixer through its reference ``step``."""
+        if state is None:
+            state = self.default_state(batch_size if batch_size is not None else 1)
+        state = self._check_state(state)
+        return LMDecoder(self, state, self.setup_step() if params is None else params, fast=fast)
+
     def step(self, token_t: torch.Tensor, state: list, params: list | None = None):
-        """One token per sequence: ``token_t: long(B)`` -> ``(logits: r(B V), next_state)``."""
+        """One token per sequence: ``token_t: long(B)`` -> ``(logits: r(B V), next_state)``. The
+        reference recurrent view (pure, checked); generation runs :meth:`decoder`."""
         self._check_tokens(token_t, 1, "LanguageModel.step")
         state = self._check_state(state)
         params = self.setup_step() if params is None else params
@@ -222,6 +241,7 @@ class LanguageModel(nn.Module):
         top_p: float | None = None,
         seed: int | None = None,
         prefill_chunk: int | None = None,
+        decode: str = "fast",
     ) -> Iterator[torch.Tensor]:
         """Yield ``max_new_tokens`` tokens ``long(B)``, one at a time.
 
@@ -231,9 +251,17 @@ class LanguageModel(nn.Module):
         Sampling: :func:`sample_logits` (``temperature=0`` or ``top_k=1``: greedy); ``seed``
         fixes a private generator (the global RNG is untouched). Dropout is off and no graph
         is built; the modules' training flags are restored between tokens.
+
+        ``decode="fast"`` (the default) steps with :meth:`decoder` under ``torch.inference_mode``
+        (the layers' in-place steppers); ``"reference"`` with :meth:`step`. Both give the same
+        tokens (to rounding of the logits). The tokens yielded are ordinary tensors.
         """
         self._check_generate_args(prompt, max_new_tokens, temperature, top_k, top_p, prefill_chunk)
+        if decode not in DECODES:
+            raise ValueError(f"decode must be one of {', '.join(DECODES)}, got {decode!r}")
         generator = None if seed is None else torch.Generator(device=prompt.device).manual_seed(seed)
+        if decode == "fast" and decoder_applies(self):
+            return self._fast_stream(prompt, max_new_tokens, temperature, top_k, top_p, generator, prefill_chunk)
         return self._stream(prompt, max_new_tokens, temperature, top_k, top_p, generator, prefill_chunk)
 
     def _stream(self, prompt, max_new_tokens, temperature, top_k, top_p, generator, prefill_chunk) -> Iterator[torch.Tensor]:
@@ -250,6 +278,21 @@ class LanguageModel(nn.Module):
                     logits, state = self.step(token, state, params)
                     token = sample_logits(logits, temperature, top_k, top_p, generator)
 
+    def _fast_stream(self, prompt, max_new_tokens, temperature, top_k, top_p, generator, prefill_chunk) -> Iterator[torch.Tensor]:
+        """:meth:`_stream` with :meth:`decoder`: no flags switched per token (the decoder has no
+        dropout), inference mode (the state never leaves the loop)."""
+        if max_new_tokens == 0:
+            return
+        with _inference(self, inference_mode=True):
+            logits, state = self.prefill(prompt, chunk=prefill_chunk)
+            decoder = self.decoder(state)
+            token = sample_logits(logits, temperature, top_k, top_p, generator)
+        for i in range(max_new_tokens):
+            yield token.clone()  # an ordinary tensor, not an inference tensor
+            if i + 1 < max_new_tokens:
+                with torch.inference_mode():
+                    token = sample_logits(decoder.step(token), temperature, top_k, top_p, generator)
+
     def generate(
         self,
         prompt: torch.Tensor,
@@ -259,10 +302,11 @@ class LanguageModel(nn.Module):
         top_p: float | None = None,
         seed: int | None = None,
         prefill_chunk: int | None = None,
+        decode: str = "fast",
     ) -> torch.Tensor:
         """``prompt: long(B L0)`` -> ``long(B L0 + max_new_tokens)``: the prompt followed by the
         generated tokens (see :meth:`generate_stream` for the arguments)."""
-        new = list(self.generate_stream(prompt, max_new_tokens, temperature, top_k, top_p, seed, prefill_chunk))
+        new = list(self.generate_stream(prompt, max_new_tokens, temperature, top_k, top_p, seed, prefill_chunk, decode))
         return torch.cat([prompt.long()] + [t[:, None] for t in new], dim=1)
 
     def _check_generate_args(self, prompt, max_new_tokens, temperature, top_k, top_p, prefill_chunk) -> None:
