@@ -31,22 +31,12 @@ def _names(allowed: tuple[str, ...]):
 def run_speech_command(args: argparse.Namespace) -> int:
     from hippos.experiments.speech import run_speech
     from hippos.train.config import parse_override_args
+    from hippos.train.loop import line_printer
 
     overrides = parse_override_args(list(args.data_overrides))
     progress = not args.no_progress and sys.stderr.isatty()
 
-    def echo(line: str) -> None:
-        if progress:
-            try:
-                from tqdm.auto import tqdm
-
-                tqdm.write(line, file=sys.stdout)
-                return
-            except ImportError:
-                pass
-        print(line, flush=True)
-
-    run_speech(args.models, args.splits, args.out_dir, echo=echo, epochs=args.epochs, smoke=args.smoke, seed=args.seed,
+    run_speech(args.models, args.splits, args.out_dir, echo=line_printer(progress), epochs=args.epochs, smoke=args.smoke, seed=args.seed,
                data_dir=args.data_dir, device=args.device, num_threads=args.num_threads, overrides=overrides)
     return 0
 

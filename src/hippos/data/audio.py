@@ -24,7 +24,6 @@ refuses before Python 3.12, by a small RIFF reader here). Resampling by ``resamp
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
@@ -37,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from hippos.data.buckets import VarLenSequences
+from hippos.data.idx import file_sha256
 
 __all__ = [
     "NORMALIZE",
@@ -250,14 +250,6 @@ def read_sums(path: str | os.PathLike) -> dict[str, str]:
 _verified: set[tuple[str, int, int, str]] = set()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify_sums(root: str | os.PathLike, sums: dict[str, str], names, list_name: str = "SHA256SUMS") -> None:
     """Check that every file ``root/name`` (``names``) is in ``sums`` and has that SHA-256.
 
@@ -277,7 +269,7 @@ def verify_sums(root: str | os.PathLike, sums: dict[str, str], names, list_name:
         key = (str(path.resolve()), st.st_size, st.st_mtime_ns, sums[name])
         if key in _verified:
             continue
-        digest = _sha256(path)
+        digest = file_sha256(path)
         if digest != sums[name]:
             raise ValueError(
                 f"{str(path)!r} does not match {list_name}: SHA-256 {digest[:16]}..., expected {sums[name][:16]}..."

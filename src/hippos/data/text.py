@@ -21,7 +21,6 @@ next-character prediction, scored in bits per character.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -30,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from hippos.data.idx import file_sha256
 
 __all__ = [
     "TextDataConfig",
@@ -180,14 +181,6 @@ def load_text(path: str | os.PathLike) -> str:
         raise ValueError(f"{str(path)!r} is not UTF-8 text (byte {e.start}: {raw[e.start : e.start + 1]!r})") from None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify_checksum(path: str | os.PathLike, sha256: str, size: int | None = None) -> Path:
     """Check that ``path`` exists and has the given size and SHA-256; return it.
 
@@ -200,7 +193,7 @@ def verify_checksum(path: str | os.PathLike, sha256: str, size: int | None = Non
     actual = path.stat().st_size
     if size is not None and actual != size:
         raise ValueError(f"corrupt data file {str(path)!r}: {actual} bytes, expected {size}")
-    digest = _sha256(path)
+    digest = file_sha256(path)
     if digest != sha256:
         raise ValueError(f"corrupt data file {str(path)!r}: SHA-256 {digest[:16]}..., expected {sha256[:16]}...")
     return path

@@ -74,40 +74,16 @@ def arm_config(model: str, split: str, out_dir, *, epochs: int | None = None, sm
     return cfg
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
-    return out
-
-
 def plan_run(cfg) -> str:
-    """``"done"``, ``"resume"``, ``"fresh"`` or ``"restart"`` (killed before its first checkpoint) for
-    ``cfg.out_dir``; a directory holding a run of another config is refused, naming the first difference."""
-    from hippos.train import checkpoint as ckpt_io
-    from hippos.train.config import (
-        RESUME_MUTABLE,
-        absolute_paths,
-        config_to_dict,
-        load_config,
-    )
-    run_dir = Path(cfg.out_dir)
-    if not (run_dir / "config.json").is_file():
-        return "fresh"
-    saved = _flat(load_config(run_dir / "config.json"))
-    want = _flat(json.loads(json.dumps(config_to_dict(absolute_paths(cfg)))))
-    for key in sorted(want):
-        if key in RESUME_MUTABLE or key in _FILLED and (key != "data.sample_rate" or want[key] is None):
-            continue
-        if saved.get(key) != want[key]:
-            raise ValueError(
-                f"{str(run_dir)!r} holds a run with another config ({key}: {saved.get(key)!r} there, {want[key]!r} "
-                "asked); use another --out-dir or remove that directory"
-            )
-    results = run_dir / "results.json"
-    if results.is_file() and json.loads(results.read_text()).get("complete"):
-        return "done"
-    return "resume" if ckpt_io.find_checkpoint(run_dir) is not None else "restart"
+    """What to do with ``cfg.out_dir`` (``hippos.experiments.plan.plan_run``); what ``fit_config``
+    fills in from the data is not compared (``data.sample_rate`` only when the arm asks for none)."""
+    from hippos.experiments.plan import plan_run as _plan_run
+    from hippos.train.config import absolute_paths
+
+    def ignore(key: str, wanted) -> bool:
+        return key in _FILLED and (key != "data.sample_rate" or wanted is None)
+
+    return _plan_run(absolute_paths(cfg), ignore)
 
 
 def evaluate_arm(run_dir, evals=EVALS) -> dict:

@@ -21,9 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+from hippos.experiments.plan import plan_run as _plan_run
 from hippos.train import checkpoint as ckpt_io
 from hippos.train import default_config
-from hippos.train.config import RESUME_MUTABLE, config_to_dict, load_config
 from hippos.train.tasks.lm import resolved_synthetic_config
 
 __all__ = ["MODELS", "PAPER", "TASKS", "TASK_TITLES", "plan_run", "run_dir_name", "run_synthetics", "synthetic_config",
@@ -74,43 +74,17 @@ def synthetic_config(task: str, model: str, out_dir: str | os.PathLike, *, epoch
 ATTENTION_FIELDS = ("n_heads", "attn_pos", "attn_dropout", "max_len")
 
 
-def _comparable(d: dict) -> dict:
-    """A saved config (as a dict) minus what may change on resume and the model fields this model
-    does not read (attention options of an SSM-only model)."""
-    out = {k: v for k, v in d.items() if k not in RESUME_MUTABLE}
-    m = out.get("model")
-    if isinstance(m, dict) and m.get("mixer") != "attention" and not m.get("attn_layers"):
-        out["model"] = {k: v for k, v in m.items() if k not in ATTENTION_FIELDS}
-    return out
-
-
 def plan_run(cfg) -> str:
-    """What to do with ``cfg.out_dir``: ``"done"``, ``"resume"``, ``"fresh"`` or ``"restart"``
-    (a run killed before its first checkpoint). A directory holding a run of another config is
-    refused with a ``ValueError`` naming the first difference."""
-    run_dir = Path(cfg.out_dir)
-    if not (run_dir / "config.json").is_file():
-        return "fresh"  # the trainer refuses a non-empty directory that is not a run
-    saved = _comparable(load_config(run_dir / "config.json"))
-    want = _comparable(json.loads(json.dumps(config_to_dict(resolved_synthetic_config(cfg)))))
-    if saved != want:
-        flat_s, flat_w = _flat(saved), _flat(want)
-        key = next(k for k in sorted(set(flat_s) | set(flat_w)) if flat_s.get(k) != flat_w.get(k))
-        raise ValueError(
-            f"{str(run_dir)!r} holds a run with another config ({key}: {flat_s.get(key)!r} there, {flat_w.get(key)!r} "
-            "asked); use another --out-dir or remove that directory"
-        )
-    results = run_dir / "results.json"
-    if results.is_file() and json.loads(results.read_text()).get("complete"):
-        return "done"
-    return "resume" if ckpt_io.find_checkpoint(run_dir) is not None else "restart"
+    """What to do with ``cfg.out_dir`` (``hippos.experiments.plan.plan_run``); the attention options
+    of an SSM-only model are not compared (the model does not read them)."""
+    resolved = resolved_synthetic_config(cfg)
+    m = resolved.model
+    no_attention = m.mixer != "attention" and not m.attn_layers
 
+    def ignore(key: str, wanted) -> bool:
+        return no_attention and key.startswith("model.") and key.split(".", 1)[1] in ATTENTION_FIELDS
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
-    return out
+    return _plan_run(resolved, ignore)
 
 
 def _n_params(cfg) -> int:

@@ -329,6 +329,11 @@ def _flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
     return out
 
 
+def flat_config(d: dict) -> dict:
+    """A nested config dict as ``{"model.d_model": 64, ...}``."""
+    return dict(_flatten(d))
+
+
 def update_from_dict(cfg: TrainConfig, d: dict) -> TrainConfig:
     """A copy of ``cfg`` updated from a nested (or dotted-key) dict of JSON values."""
     if not isinstance(d, dict):

@@ -123,7 +123,8 @@ def _unpack(batch, device: torch.device):
     return x.to(device, non_blocking=True), y.to(device, non_blocking=True), lengths
 
 
-def _printer(progress: bool, log):
+def line_printer(progress: bool, log=None):
+    """``say(line)``: to ``log`` when given, else above a tqdm bar (``progress``), else stdout."""
     def say(msg: str) -> None:
         if log is not None:
             log(msg)
@@ -235,7 +236,7 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, resume: boo
     task = resolve_task(cfg)
     task.check(cfg)
     device = resolve_device(cfg.device)
-    say = _printer(progress, log)
+    say = line_printer(progress, log)
     if type(task).__module__ == "__main__" and not cfg.task_module:
         say(f"note: task {cfg.task!r} is defined in the script being run: `hippos eval` and `--resume` of this run "
             "need --task-module SCRIPT.py (or register it in a module of its own)")
