@@ -17,6 +17,16 @@ def _seed():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """Each test starts with the session's torch thread count: a bench job run in-process sets its
+    own (as its worker process would), and float rounding, hence bitwise resume tests, depends on it."""
+    n = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One torch thread for a module of tiny-tensor tests: a thread pool's overhead dominates them

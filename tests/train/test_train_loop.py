@@ -238,7 +238,7 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path):
     import sys
     import time
 
-    args = [*TINY, "--epochs=3", "--checkpoint_every=1"]
+    args = [*TINY, "--epochs=3", "--checkpoint_every=1", "--num_threads=1"]  # the same count in both processes
     full, killed = tmp_path / "full", tmp_path / "killed"
     assert main(["train", *args, f"--out_dir={full}"]) == 0
     proc = subprocess.Popen(
