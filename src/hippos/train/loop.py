@@ -41,6 +41,7 @@ import torch
 
 from hippos.train import checkpoint as ckpt_io
 from hippos.train.config import TrainConfig, absolute_paths, validate
+from hippos.train.heap import HeapTrimmer
 from hippos.train.metrics import METRICS_FIELDS, MetricsLog
 from hippos.train.optim import build_optimizer, lr_factor, set_lr
 from hippos.train.plots import plot_curves
@@ -330,6 +331,7 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
     session_t0, elapsed_at_start = time.perf_counter(), state["elapsed_s"]
     t_note, n_note = session_t0, 0  # progress lines without a bar: time and samples since the last
     ctrl_c = _StopOnCtrlC.install()  # until the finally below: the first Ctrl-C stops at the end of a step
+    heap = HeapTrimmer()  # varying batch shapes fragment glibc's heap: give freed pages back (train/heap.py)
     try:
         while state["epoch"] < cfg.epochs and not stopped:
             epoch = state["epoch"]
@@ -357,6 +359,7 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
                 state["batch_in_epoch"] += 1
                 state["elapsed_s"] = elapsed_at_start + time.perf_counter() - session_t0
                 n_window, n_note = n_window + r.n, n_note + r.n
+                heap.maybe()
                 step, epoch_float = state["step"], epoch + state["batch_in_epoch"] / steps_per_epoch
                 sps = n_window / max(time.perf_counter() - t_window, 1e-9)
                 if bar is not None:
@@ -392,6 +395,7 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
             if state["batch_in_epoch"] == steps_per_epoch:  # end of an epoch: validate, checkpoint, plot
                 el, ec, en = state["epoch_sums"]
                 val = validate_now(epoch + 1.0)
+                heap.now()
                 state["epoch"] += 1
                 state["batch_in_epoch"] = 0
                 state["epoch_sums"] = [0.0, 0, 0]
