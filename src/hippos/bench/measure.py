@@ -67,14 +67,15 @@ def run_isolated(job: dict, timeout: float = 900.0, baseline: str | None = None)
     measurements; it needs only their public API, see :mod:`hippos.bench.train`). A job's
     ``threads`` is also passed as ``OMP_NUM_THREADS``, which any tree's torch starts with, and
     ``allocator="thp"`` as ``THP_MEM_ALLOC_ENABLE=1`` (torch's CPU allocator then backs
-    allocations of 2 MB and more with transparent huge pages).
+    allocations of 2 MB and more with transparent huge pages; ``"system"`` and ``"cached"`` set it
+    to 0, whatever the calling process has).
     """
     cmd = [sys.executable, "-m", "hippos.bench.worker", json.dumps(job)]
     env = dict(os.environ)
     if job.get("threads"):
         env["OMP_NUM_THREADS"] = str(job["threads"])
-    if job.get("allocator") == "thp":  # read by torch's CPU allocator once, at its first allocation
-        env["THP_MEM_ALLOC_ENABLE"] = "1"
+    if job.get("allocator") in ("thp", "system", "cached"):  # read by torch's CPU allocator once, at its first allocation
+        env["THP_MEM_ALLOC_ENABLE"] = "1" if job["allocator"] == "thp" else "0"  # not inherited from the `hippos` command
     if baseline is not None:
         cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py"), json.dumps(job)]
         rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]

@@ -23,11 +23,12 @@ on ``PYTHONPATH`` (this file, loaded by the worker from this tree, needs only ``
 time (``time.process_time``): with one thread, CPU time is what the step costs even while other
 processes take turns on the cores, and it is far steadier than wall time there.
 
-**Allocator** (``--allocator``). ``system``: glibc's and torch's defaults, what ``hippos train``
-gets; every tensor above glibc's mmap threshold (at most 32 MB) is fresh memory that page-faults
+**Allocator** (``--allocator``). ``thp`` (the default): ``THP_MEM_ALLOC_ENABLE=1`` in the
+worker's environment, what the ``hippos`` command sets for itself (``hippos_entry``), so torch
+backs tensors of 2 MB and more with transparent huge pages (one fault per 2 MB; peak memory as
+with ``system``). ``system``: glibc's and torch's defaults (``THP_MEM_ALLOC_ENABLE=0``), what a
+Python program importing hippos gets; every tensor above glibc's mmap threshold (at most 32 MB) is fresh memory that page-faults
 on first touch, which on a VM costs about as much as the arithmetic of an element-wise op.
-``thp``: ``THP_MEM_ALLOC_ENABLE=1`` in the worker's environment, so torch backs tensors of 2 MB
-and more with transparent huge pages (one fault per 2 MB; peak memory as with ``system``).
 ``cached``: glibc keeps freed memory in the heap (``mallopt``, as ``bench generate`` does):
 fastest, with a higher peak resident set. ``docs/kernels.md`` §8 has measurements.
 """

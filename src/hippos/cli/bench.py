@@ -257,9 +257,10 @@ def add_parser(subparsers) -> None:
         q.add_argument("--baseline", default=None, metavar="SRC",
                        help="also time another hippos source tree (e.g. the src/ of `git worktree add /tmp/hippos-head HEAD`), alternating with this one")
         q.add_argument("--threads", type=positive_int, default=None, help="torch threads in each measurement (default: torch's)")
-        q.add_argument("--allocator", choices=TRAIN_ALLOCATORS, default="system",
-                       help="system: glibc and torch defaults (what `hippos train` gets; default); cached: keep freed memory in the heap "
-                       "(mallopt); thp: THP_MEM_ALLOC_ENABLE=1, torch backs large tensors with transparent huge pages")
+        q.add_argument("--allocator", choices=TRAIN_ALLOCATORS, default="thp",
+                       help="thp: THP_MEM_ALLOC_ENABLE=1, torch backs large tensors with transparent huge pages (what the `hippos` "
+                       "command sets for itself; default); system: glibc and torch defaults (a Python program's); cached: keep "
+                       "freed memory in the heap (mallopt)")
     stp = sub.add_parser("step", help="recurrent tokens/s of S4 (DPLR) and S4D layers")
     stp.add_argument("--batch", type=positive_int, nargs="+", default=[1, 64])
     stp.add_argument("--layers", nargs="+", choices=("s4", "s4d"), default=["s4", "s4d"])
