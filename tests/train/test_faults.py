@@ -283,6 +283,24 @@ def test_ctrl_c_finishes_the_step_saves_it_and_resumes_exactly(full, tmp_path, m
     _assert_same_run(full, run)
 
 
+def test_sigterm_finishes_the_step_saves_it_and_resumes_exactly(full, tmp_path, monkeypatch, capsys):
+    """SIGTERM (``kill PID``, a scheduler's preemption) stops like the first Ctrl-C, exit 143."""
+    if signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        pytest.skip("SIGTERM is handled by someone else here")
+    run = tmp_path / "run"
+    _at_training_step(monkeypatch, 2, lambda: signal.raise_signal(signal.SIGTERM))
+    capsys.readouterr()
+    assert _train(run) == 143
+    out, err = capsys.readouterr()
+    assert out.strip().splitlines()[-1] == f"stopped at step 2 (terminated); continue with: hippos train --resume {run}"
+    assert err.strip().splitlines()[-1] == "hippos train: terminated"
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # put back
+    assert _step(run) == 2 and _leftovers(run) == []
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(run)]) == 0
+    _assert_same_run(full, run)
+
+
 @pytest.mark.parametrize("k,saved", [(5, 3), (2, None)])
 def test_a_second_ctrl_c_stops_at_once_and_the_last_checkpoint_stands(k, saved, full, tmp_path, monkeypatch, capsys):
     """KeyboardInterrupt inside a step (a second Ctrl-C): that step is not saved; the checkpoint of

@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"hippos {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"hippos {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C; Terminated (SIGTERM, saved at a step boundary) is one too
+        terminated = type(e).__name__ == "Terminated"
+        print(f"hippos {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130

@@ -153,33 +153,48 @@ def _bar(total: int, initial: int, desc: str, enabled: bool):
     return tqdm(total=total, initial=initial, desc=desc, unit="step", leave=False, dynamic_ncols=True, file=sys.stderr)
 
 
+class Terminated(KeyboardInterrupt):
+    """The run stopped on SIGTERM (a scheduler's preemption, ``kill``), with a checkpoint: exit 143."""
+
+
 class _StopOnCtrlC:
-    """From ``install()`` to ``restore()``, the first Ctrl-C (SIGINT) only sets ``requested``: the
-    loop finishes the step, writes a checkpoint and stops. The second raises ``KeyboardInterrupt`` at
-    once. Installed only in the main thread and over Python's default handler (a handler of the
-    caller's, or SIGINT ignored, is left alone)."""
+    """From ``install()`` to ``restore()``, the first Ctrl-C (SIGINT) or SIGTERM (``kill PID``, a
+    job scheduler's preemption) only sets ``requested``: the loop finishes the step, writes a
+    checkpoint and stops. A second Ctrl-C raises ``KeyboardInterrupt`` at once; a second SIGTERM
+    ends the process at once. Installed only in the main thread and over the default handlers (a
+    handler of the caller's, or a signal ignored, e.g. SIGINT in a background job, is left alone)."""
 
     def __init__(self):
         self.requested = False
-        self._before = None
+        self.signal = None  # "SIGINT" or "SIGTERM", the one that asked
+        self._before = {}
 
     @classmethod
     def install(cls) -> _StopOnCtrlC:
         self = cls()
-        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._before = signal.signal(signal.SIGINT, self._handle)
+        if threading.current_thread() is threading.main_thread():
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self._before[signal.SIGINT] = signal.signal(signal.SIGINT, self._handle)
+            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+                self._before[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._handle)
         return self
 
     def _handle(self, signum, frame) -> None:
         self.requested = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        self.signal = self.signal or signal.Signals(signum).name
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            note = b"\nstopping after this step, with a checkpoint (Ctrl-C again: at once, without)\n"
+        else:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            note = b"\nSIGTERM: stopping after this step, with a checkpoint (a second SIGTERM: at once, without)\n"
         with contextlib.suppress(OSError, ValueError):  # os.write: safe inside a signal handler, unlike print
-            os.write(sys.stderr.fileno(), b"\nstopping after this step, with a checkpoint (Ctrl-C again: at once, without)\n")
+            os.write(sys.stderr.fileno(), note)
 
     def restore(self) -> None:
-        if self._before is not None:
-            signal.signal(signal.SIGINT, self._before)
-            self._before = None
+        for signum, before in self._before.items():
+            signal.signal(signum, before)
+        self._before = {}
 
 
 def _fresh_state() -> dict:
@@ -419,9 +434,10 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
     finally:
         ctrl_c.restore()
         metrics.close()
-    if ctrl_c.requested:  # the first Ctrl-C: stopped at a step boundary, saved there
-        say(f"stopped at step {state['step']} (interrupted); continue with: hippos train --resume {run.path}")
-        raise KeyboardInterrupt
+    if ctrl_c.requested:  # the first Ctrl-C or SIGTERM: stopped at a step boundary, saved there
+        why = "terminated" if ctrl_c.signal == "SIGTERM" else "interrupted"
+        say(f"stopped at step {state['step']} ({why}); continue with: hippos train --resume {run.path}")
+        raise Terminated if ctrl_c.signal == "SIGTERM" else KeyboardInterrupt
 
     results = {
         "task": cfg.task,
