@@ -20,6 +20,7 @@ from torch import nn
 from hippos.kernels import DenseKernel, DiagKernel, DPLRKernel
 from hippos.layers.dropout import SequenceDropout
 from hippos.ops.checks import check_input_dtype, dtype_error, finish_dtype
+from hippos.ops.chunked import check_chunk_size, resolve_chunk, run_chunked
 from hippos.ops.fftconv import fft_conv
 
 __all__ = ["S4", "MODES", "ACTIVATIONS"]
@@ -60,6 +61,12 @@ class S4(nn.Module):
         l_max: the sequence length the DPLR kernel is set up for (a kernel of length L <= l_max
             costs l_max, so set it to the training length; a longer one is computed out of place
             on every call, or set up once with ``layer.kernel.grow(L)``).
+        chunk_size: state passing (:mod:`hippos.ops.chunked`): a causal layer runs a sequence
+            longer than this in chunks of this many steps, carrying the SSM state (the output
+            equals the one-pass forward to round-off; memory follows the chunk, not L). ``"auto"``
+            (default): chunks of ``AUTO_CHUNK`` (65,536) above that length; None: always one
+            pass. Bidirectional layers see the future and always run in one pass. ``forward``
+            takes ``chunk_size=`` for one call too.
     """
 
     def __init__(
@@ -78,8 +85,10 @@ class S4(nn.Module):
         output: str = "glu",
         bidirectional: bool = False,
         l_max: int = 1024,
+        chunk_size: int | str | None = "auto",
     ):
         super().__init__()
+        self.chunk_size = check_chunk_size(chunk_size)
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; expected one of {', '.join(ACTIVATIONS)}")
         if output not in ("glu", "linear"):
@@ -116,6 +125,7 @@ class S4(nn.Module):
         lengths: torch.Tensor | None = None,
         rate: float = 1.0,
         return_state: bool = False,
+        chunk_size: int | str | None = "layer",
     ):
         """``u: r(B L H)`` -> ``(y: r(B L H), next_state)``.
 
@@ -124,7 +134,9 @@ class S4(nn.Module):
         ``next_state`` is computed when a state is passed or ``return_state`` is set, else None.
         ``lengths: long(B)`` zeroes the padding after each sequence's end before the convolution
         (so the anti-causal half of a bidirectional layer does not see it). ``rate`` rescales
-        the step size to Δ/rate (a signal sampled ``rate`` times as densely).
+        the step size to Δ/rate (a signal sampled ``rate`` times as densely). ``chunk_size``
+        (default: the layer's): run in chunks of that many steps, the state carried
+        (:mod:`hippos.ops.chunked`); ignored by bidirectional layers.
 
         Dtypes: ``u`` has the dtype of the parameters, or any float16/bfloat16/float32 under
         ``torch.autocast``. The kernel, the FFT convolution and ``D u`` run in float32 (float64
@@ -143,6 +155,21 @@ class S4(nn.Module):
                 raise ValueError(f"lengths must be (B,) = ({B},) with values in [1, {L}], got {lengths}")
             mask = torch.arange(L, device=u.device)[None, :] < lengths[:, None]  # (B L)
             u = u * mask[..., None]
+        T = None if self.bidirectional else resolve_chunk(
+            self.chunk_size if chunk_size == "layer" else check_chunk_size(chunk_size), L)
+        if T is None:
+            return self._forward_pass(u, state, rate, return_state)
+        # state passing: every chunk's kernel is a prefix of the chunk-length one (computed once)
+        K = self.kernel.cached(T, rate)
+        keep = state is not None or return_state
+        x0 = self.default_state(B).to(u.device) if state is None else state
+        y, x = run_chunked(lambda uc, s: self._forward_pass(uc, s, rate, True, K=K[:, : uc.shape[1]]), u, T, x0)
+        return y, (x if keep else None)
+
+    def _forward_pass(self, u, state, rate: float, return_state: bool, K=None):
+        """One FFT pass over ``u: r(B L H)`` (already masked and checked); ``K``: the kernel of length
+        L when the caller has it."""
+        B, L, _ = u.shape
         uc = u.to(self.kernel.real_dtype)  # the SSM's compute dtype: float32, or float64
         if L == 0:
             z = uc
@@ -150,7 +177,7 @@ class S4(nn.Module):
             # (B L H); a bidirectional layer's anti-causal kernel shares the same FFTs
             # (the kernels are computed once and reused while autograd is off and the weights stay)
             K_rev = self.kernel_rev.cached(L, rate) if self.bidirectional else None
-            z = fft_conv(uc, self.kernel.cached(L, rate), self.D, K_rev=K_rev)
+            z = fft_conv(uc, self.kernel.cached(L, rate) if K is None else K, self.D, K_rev=K_rev)
             if state is not None:
                 z = z + self.kernel.state_contribution(state, L, rate=rate)
         next_state = None
