@@ -89,3 +89,32 @@ def test_bad_chunk_size_is_refused(bad):
     layer = S4(d_model=4, d_state=8, mode="diag")
     with pytest.raises(ValueError, match="chunk_size"):
         layer(torch.randn(1, 5, 4), chunk_size=bad)
+
+
+@pytest.mark.parametrize("head_dim", [1, 2])
+@pytest.mark.parametrize(("L", "T"), [(45, 8), (45, 45), (20, 3)])
+def test_h3_chunked_equals_one_pass(head_dim, L, T):
+    from hippos.layers import H3
+
+    torch.manual_seed(1)
+    layer = H3(d_model=4, d_state=8, head_dim=head_dim, shift_state=6, chunk_size=None).double()
+    u = torch.randn(2, L, 4, dtype=torch.float64, requires_grad=True)
+    s0 = layer.default_state(2)
+    s0 = type(s0)(torch.randn_like(s0.shift), torch.randn_like(s0.diag))  # a nonzero state before
+
+    def run(chunk):
+        u.grad = None
+        layer.zero_grad()
+        y, s = layer(u, s0, chunk_size=chunk)
+        (y.square().sum() + s.shift.square().sum() + s.diag.abs().square().sum()).backward()
+        return y.detach(), s, u.grad.clone(), {n: p.grad.clone() for n, p in layer.named_parameters() if p.grad is not None}
+
+    y1, s1, gu1, gp1 = run(None)
+    y2, s2, gu2, gp2 = run(T)
+    torch.testing.assert_close(y2, y1, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(s2.shift, s1.shift, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(s2.diag, s1.diag, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(gu2, gu1, rtol=1e-8, atol=1e-9)
+    assert gp1.keys() == gp2.keys()
+    for n in gp1:
+        torch.testing.assert_close(gp2[n], gp1[n], rtol=1e-7, atol=1e-9, msg=n)

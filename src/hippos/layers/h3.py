@@ -34,6 +34,7 @@ from torch import nn
 from hippos.kernels import DiagKernel, ShiftKernel
 from hippos.kernels.base import check_state_tensor
 from hippos.ops.checks import check_input_dtype, dtype_error, finish_dtype
+from hippos.ops.chunked import check_chunk_size, resolve_chunk, run_chunked
 from hippos.ops.fftconv import fft_conv
 
 __all__ = ["H3", "H3State", "H3Stepper"]
@@ -61,6 +62,10 @@ class H3(nn.Module):
         dt_min, dt_max: range of the log-uniform initial Δ of the diagonal SSM.
         lr: learning rate hinted on the SSM parameters (A, B, Δ; no weight decay): None (default)
             lets the trainer use ``min(lr, 1e-3)``, a number is used as given.
+        chunk_size: state passing (:mod:`hippos.ops.chunked`): a sequence longer than this runs
+            in chunks of this many steps with both SSMs' states carried (equal to one pass to
+            round-off; memory follows the chunk). ``"auto"`` (default): chunks of 65,536 above
+            that length; None: one pass. ``forward(chunk_size=...)`` for one call.
     """
 
     def __init__(
@@ -75,8 +80,10 @@ class H3(nn.Module):
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
         lr: float | None = None,
+        chunk_size: int | str | None = "auto",
     ):
         super().__init__()
+        self.chunk_size = check_chunk_size(chunk_size)
         for name, value in (("d_model", d_model), ("head_dim", head_dim)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -145,12 +152,14 @@ class H3(nn.Module):
         return s.view(batch, self._entries, self.n_heads, s.shape[-1]).transpose(1, 2).contiguous()
 
     # ------------------------------------------------------------------ convolutional view
-    def forward(self, u: torch.Tensor, state: H3State | None = None, return_state: bool = False):
+    def forward(self, u: torch.Tensor, state: H3State | None = None, return_state: bool = False,
+                chunk_size: int | str | None = "layer"):
         """``u: r(B L d)`` -> ``(y: r(B L d), next_state: H3State | None)``.
 
         ``state`` is the state before ``u[:, 0]`` (from :meth:`default_state` or a previous call);
         chunked calls that carry it equal one call on the whole sequence. ``next_state`` is
-        computed when a state is passed or ``return_state`` is set, else None.
+        computed when a state is passed or ``return_state`` is set, else None. ``chunk_size``
+        (default: the layer's): run in chunks of that many steps, the state carried.
 
         Dtypes: ``u`` has the dtype of the parameters, or any float16/bfloat16/float32 under
         ``torch.autocast``. Both SSMs (kernels, FFT convolutions, D terms) and the outer product
@@ -163,7 +172,19 @@ class H3(nn.Module):
         B, L, _ = u.shape
         if state is not None:
             state = self._check_state(state, B)
-        keep = state is not None or return_state
+        T = resolve_chunk(self.chunk_size if chunk_size == "layer" else check_chunk_size(chunk_size), L)
+        if T is None:
+            return self._forward_pass(u, state, state is not None or return_state)
+        K_shift, K_diag = self.shift.cached(T), self.diag.cached(T)  # every chunk's kernels are their prefixes
+        s0 = self.default_state(B) if state is None else state
+        y, s = run_chunked(lambda uc, st: self._forward_pass(uc, st, True, K_shift[:, : uc.shape[1]], K_diag[:, : uc.shape[1]]),
+                           u, T, s0)
+        return y, (s if state is not None or return_state else None)
+
+    def _forward_pass(self, u: torch.Tensor, state: H3State | None, keep: bool, K_shift=None, K_diag=None):
+        """One FFT pass over ``u: r(B L d)`` (checked); ``K_shift, K_diag``: the kernels of length L
+        when the caller has them."""
+        B, L, _ = u.shape
         q, k, v = self.qkv_proj(u).chunk(3, dim=-1)  # (B L d) each
         cdtype = self.diag.real_dtype  # the SSMs' compute dtype: float32, or float64
         k, v = k.to(cdtype), v.to(cdtype)
@@ -173,12 +194,12 @@ class H3(nn.Module):
             kv = y = self._outer(k, v)  # (B 0 H'·E)
         else:
             # shift SSM on k (one channel per feature)
-            k_ssm = fft_conv(k, self.shift.cached(L), self.D_shift)
+            k_ssm = fft_conv(k, self.shift.cached(L) if K_shift is None else K_shift, self.D_shift)
             if state is not None:
                 k_ssm = k_ssm + self.shift.state_contribution(state.shift, L)
             # diag SSM on the per-head outer products, one kernel per head shared by its h·h entries
             kv = self._outer(k_ssm, v)  # (B L H'·E)
-            K = self.diag.cached(L).repeat_interleave(E, dim=0)  # (H'·E L)
+            K = (self.diag.cached(L) if K_diag is None else K_diag).repeat_interleave(E, dim=0)  # (H'·E L)
             y = fft_conv(kv, K, self.D_diag.repeat_interleave(E))
             if state is not None:
                 c = self.diag.state_contribution(self._state_to_rows(state.diag), L)  # (B·E L H')

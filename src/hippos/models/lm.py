@@ -40,6 +40,7 @@ from hippos.layers.block import Block
 from hippos.layers.mixers import make_mixer
 from hippos.models.lm_config import MIXERS, LMConfig
 from hippos.models.lm_decode import LMDecoder, decoder_applies
+from hippos.ops.chunked import check_chunk_size, resolve_chunk, run_chunked
 
 __all__ = ["DECODES", "LanguageModel", "lm_block", "mixer_options", "sample_logits"]
 
@@ -164,15 +165,27 @@ class LanguageModel(nn.Module):
         return list(state)
 
     # ------------------------------------------------------------------ convolutional view
-    def forward(self, tokens: torch.Tensor, state: list | None = None, return_state: bool = False):
+    def forward(self, tokens: torch.Tensor, state: list | None = None, return_state: bool = False,
+                chunk_size: int | str | None = None):
         """``tokens: long(B L)`` -> ``(logits: r(B L V), next_state: list | None)``.
 
         ``state`` is the state before ``tokens[:, 0]`` (:meth:`default_state` or a previous call):
         chunked calls that carry it equal one call on the whole sequence. ``next_state`` is
-        returned when a state is passed or ``return_state`` is set, else None.
+        returned when a state is passed or ``return_state`` is set, else None. ``chunk_size``:
+        run the whole stack over chunks of that many tokens, every layer's state (SSM states, KV
+        caches) carried (:mod:`hippos.ops.chunked`): the same logits and gradients, with the
+        activations of one chunk alive at a time under ``no_grad`` (the logits aside).
         """
         self._check_tokens(tokens, 2, "LanguageModel.forward")
+        T = resolve_chunk(check_chunk_size(chunk_size), tokens.shape[1])
+        if T is not None:
+            logits, s = run_chunked(self._logits_and_state, tokens, T, state)
+            return logits, (s if state is not None or return_state else None)
         h, next_states = self._hidden(tokens, state, return_state)
+        return self._logits(h), next_states
+
+    def _logits_and_state(self, tokens: torch.Tensor, state: list | None):
+        h, next_states = self._hidden(tokens, state, True)
         return self._logits(h), next_states
 
     def _hidden(self, tokens: torch.Tensor, state: list | None, return_state: bool):
