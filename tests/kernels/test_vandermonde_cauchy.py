@@ -7,8 +7,10 @@ from hippos.kernels.cauchy import cauchy, cauchy_naive
 from hippos.kernels.vandermonde import (
     vandermonde,
     vandermonde_naive,
+    vandermonde_real,
     vandermonde_transpose,
     vandermonde_transpose_naive,
+    vandermonde_transpose_real,
 )
 
 C128 = torch.complex128
@@ -114,3 +116,28 @@ def test_bad_arguments():
         cauchy(v.real, _randc(2, 4), s)
     with pytest.raises(ValueError):
         cauchy(_randc(2, 4), _randc(2, 4), s)
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 5, 12, 100])
+@pytest.mark.parametrize("lead", [(), (2, 3)])
+def test_real_arithmetic_products_equal_naive(chunk, lead):
+    """vandermonde_real = Re of the naive product; vandermonde_transpose_real of a real w = the
+    naive transpose; values and gradients (float64)."""
+    L, H, M = 12, 3, 4
+    s = _nodes(H, M).requires_grad_()
+    v = _randc(*lead, H, M).requires_grad_()
+    w = torch.randn(*lead, H, L, dtype=torch.float64, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    fast = (vandermonde_real(v, s, L, chunk=chunk), vandermonde_transpose_real(w, s, chunk=chunk))
+    ref = (vandermonde_naive(v, s, L).real, vandermonde_transpose_naive(w.to(C128), s))
+    assert not fast[0].is_complex() and fast[1].is_complex()
+    for a, b in zip(fast, ref):
+        _close(a, b)
+    seed = torch.Generator().manual_seed(4)
+    g0 = torch.randn(fast[0].shape, dtype=torch.float64, generator=seed)
+    g1 = torch.randn(fast[1].shape, dtype=C128, generator=seed)
+    grads = []
+    for out0, out1 in (fast, ref):
+        loss = (out0 * g0).sum() + (out1 * g1.conj()).real.sum()
+        grads.append(torch.autograd.grad(loss, (s, v, w)))
+    for a, b in zip(*grads):
+        _close(a, b, 1e-11)

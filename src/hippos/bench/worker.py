@@ -38,13 +38,13 @@ def _train_module():
 
 
 def run_job(job: dict) -> dict:
-    """Build and time one job (``what``: generate, layer, step or train) in this process."""
+    """Build and time one job (``what``: generate, layer, long, step or train) in this process."""
     import torch
 
     torch.manual_seed(0)
     if job["what"] == "train":  # a whole training step; times itself (wall and CPU time) and its memory
         return _train_module().run_train_job(job)
-    if job["what"] in ("layer", "step"):
+    if job["what"] in ("layer", "step", "long"):
         if job.get("allocator") == "cached":
             _train_module().cache_freed_memory()
         if job.get("threads"):
@@ -57,6 +57,10 @@ def run_job(job: dict) -> dict:
         from hippos.bench.layer import build_layer_job
 
         fn, meta = build_layer_job(job)
+    elif job["what"] == "long":
+        from hippos.bench.long import build_long_job
+
+        fn, meta = build_long_job(job)
     else:
         from hippos.bench.step import build_step_job
 

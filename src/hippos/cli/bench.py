@@ -16,10 +16,11 @@ from hippos.bench.generate import (
     generate_jobs,
 )
 from hippos.bench.layer import LAYER_KINDS, layer_jobs
+from hippos.bench.long import LONG_KINDS
 from hippos.bench.measure import run_isolated, run_rounds
 from hippos.bench.train import ALLOCATORS as TRAIN_ALLOCATORS
 from hippos.bench.train import TRAIN_MODELS, train_jobs
-from hippos.cli.options import nonneg_int, positive_float, positive_int
+from hippos.cli.options import UsageError, nonneg_int, positive_float, positive_int
 
 __all__ = ["add_parser"]
 
@@ -226,8 +227,60 @@ def run_generate(args) -> list[dict]:
     return results
 
 
+def run_long(args) -> list[dict]:
+    from hippos.bench.long import fit_slope, long_jobs, plot_long
+
+    if args.L_min > args.L_max:
+        raise UsageError(f"--L-min 2^{args.L_min} is above --L-max 2^{args.L_max}")
+    exps = range(args.L_min, args.L_max + 1)
+    jobs = long_jobs(args.layers, exps, args.batch, args.d_model, args.d_state, args.chunk, args.mode, args.repeats)
+    for job in jobs:
+        job.update({k: v for k, v in (("threads", args.threads), ("allocator", args.allocator)) if v is not None})
+    results, stopped = [], {}
+    for job in _progress(jobs, "bench long"):
+        kind = job["kind"]
+        if kind in stopped:
+            continue
+        r = run_isolated(job, timeout=args.timeout)
+        if "error" in r:  # out of memory, timed out: where and why this layer stops
+            stopped[kind] = f"stopped at L 2^{job['L'].bit_length() - 1}: {r.pop('error')}"
+            r["stopped"] = stopped[kind]
+        else:
+            r["working_bytes"] = max(0, r["extra_peak_bytes"] - r.get("output_bytes", 0))
+            if r["median_s"] > args.time_budget:
+                stopped[kind] = f"stopped after L 2^{job['L'].bit_length() - 1}: {r['median_s']:.0f} s > --time-budget {args.time_budget:g} s"
+        results.append(r)
+    threads = next((r["threads"] for r in results if r.get("threads")), None) or torch.get_num_threads()
+    what = "forward (inference mode)" if args.mode == "forward" else "forward + backward through the chunks"
+    title = (f"{what}, batch {args.batch}, H {args.d_model}, N {args.d_state}, chunks of {args.chunk}; {threads} threads, "
+             f"allocator {args.allocator}, median of {args.repeats}; {_machine()}")
+    print("\n" + title)
+    print("| layer | L | median s | extra peak memory | of which output | working memory |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        if "median_s" not in r:
+            print(f"| {r['kind']} | 2^{r['L'].bit_length() - 1} | — | — | — | {r['stopped']} |")
+            continue
+        print(f"| {r['kind']} | 2^{r['L'].bit_length() - 1} | {r['median_s']:.3f} | {_fmt_gb(r['extra_peak_bytes'])} | "
+              f"{_fmt_gb(r.get('output_bytes', 0))} | {_fmt_gb(r['working_bytes'])} |")
+    print("\n| layer | time slope (log-log, L >= 2^16) | working memory at its largest L / at 2^16 | stopped |")
+    print("|---|---|---|---|")
+    for kind in args.layers:
+        ok = [r for r in results if r["kind"] == kind and "median_s" in r]
+        big = [r for r in ok if r["L"] >= 1 << 16]
+        slope = fit_slope([(r["L"], r["median_s"]) for r in big])
+        at16 = next((r for r in ok if r["L"] == 1 << 16), None)
+        growth = f"{big[-1]['working_bytes'] / max(at16['working_bytes'], 1):.2f}× (2^{big[-1]['L'].bit_length() - 1})" if at16 and big else "—"
+        print(f"| {kind} | {f'{slope:.3f}' if slope is not None else '—'} | {growth} | {stopped.get(kind, 'no')} |")
+    if args.plot:
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        plot_long(results, args.plot, title)
+        print(f"wrote {args.plot}")
+    return results
+
+
 def _main(args) -> int:
-    run = {"layer": run_layer, "step": run_step, "generate": run_generate, "train": run_train}[args.bench]
+    run = {"layer": run_layer, "step": run_step, "generate": run_generate, "train": run_train, "long": run_long}[args.bench]
     results = run(args)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -286,7 +339,23 @@ def add_parser(subparsers) -> None:
         q.add_argument("--d-model", dest="d_model", type=positive_int, default=256)
         q.add_argument("--d-state", dest="d_state", type=positive_int, default=64)
         q.add_argument("--repeats", type=positive_int, default=3)
-    for q in (lay, stp, gen, trn):
+    lng = sub.add_parser("long", help="time and memory of a forward pass from L 2^12 to 2^22: state passing vs one pass vs attention")
+    lng.add_argument("--layers", nargs="+", choices=LONG_KINDS, default=list(LONG_KINDS))
+    lng.add_argument("--L-min", dest="L_min", type=positive_int, default=12, help="smallest L as a power of two (default 12: 4,096)")
+    lng.add_argument("--L-max", dest="L_max", type=positive_int, default=22, help="largest L as a power of two (default 22: 4,194,304)")
+    lng.add_argument("--batch", type=positive_int, default=1)
+    lng.add_argument("--d-model", dest="d_model", type=positive_int, default=256)
+    lng.add_argument("--d-state", dest="d_state", type=positive_int, default=64)
+    lng.add_argument("--chunk", type=positive_int, default=1 << 16, help="state-passing chunk length (default 65,536)")
+    lng.add_argument("--mode", choices=("forward", "train"), default="forward",
+                     help="forward: inference mode (default); train: forward + backward through the chunks")
+    lng.add_argument("--repeats", type=positive_int, default=1)
+    lng.add_argument("--time-budget", dest="time_budget", type=positive_float, default=120.0,
+                     help="a layer stops after the first L slower than this many seconds (default 120)")
+    lng.add_argument("--threads", type=positive_int, default=None, help="torch threads in each measurement (default: torch's)")
+    lng.add_argument("--allocator", choices=TRAIN_ALLOCATORS, default="thp", help="as in bench layer (default thp)")
+    lng.add_argument("--plot", type=Path, default=None, help="save time and memory vs L (log-log) as this PNG")
+    for q in (lay, stp, gen, trn, lng):
         q.add_argument("--timeout", type=positive_float, default=900.0, help="seconds per configuration")
         q.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
         q.set_defaults(func=_main)

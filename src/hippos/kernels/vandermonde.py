@@ -26,7 +26,14 @@ import math
 
 import torch
 
-__all__ = ["vandermonde", "vandermonde_naive", "vandermonde_transpose", "vandermonde_transpose_naive"]
+__all__ = [
+    "vandermonde",
+    "vandermonde_naive",
+    "vandermonde_real",
+    "vandermonde_transpose",
+    "vandermonde_transpose_naive",
+    "vandermonde_transpose_real",
+]
 
 
 def _block(L: int, chunk: int | None) -> int:
@@ -105,6 +112,50 @@ def vandermonde_transpose(w: torch.Tensor, log_x: torch.Tensor, chunk: int | Non
     Vj, Xi, n = _factors(log_x, L, T)
     a = torch.nn.functional.pad(a, (0, n * T - L)).transpose(0, 1).reshape(H, P * n, T)
     y = (a @ Vj.transpose(-1, -2)).reshape(H, P, n, M)  # Σ_j w[iT + j] x^j
+    out = (y * Xi.transpose(-1, -2)[:, None]).sum(2)  # Σ_i x^{iT} (...): (H, P, M)
+    return out.transpose(0, 1).reshape(lead + (H, M))
+
+
+def vandermonde_real(v: torch.Tensor, log_x: torch.Tensor, L: int, chunk: int | None = None) -> torch.Tensor:
+    """``Re vandermonde(v, log_x, L)``, real ``(... H L)``, by one real matmul:
+    ``Re Σ_m a_m b_m = Σ_m (Re a_m Re b_m − Im a_m Im b_m)`` is ``[Re a, −Im a] @ [Re b; Im b]``,
+    half the arithmetic of the complex product and no complex output to take the real part of.
+    What the S4D kernel (``2·Re Σ C B̄ Ā^l``) and the state's output contribution need."""
+    a, lead = _check(v, log_x, "v")
+    H, M = log_x.shape
+    if a.shape[-1] != M:
+        raise ValueError(f"v must be (..., H, M) with M={M}, got {tuple(v.shape)}")
+    L = int(L)
+    T = _block(L, chunk)
+    Vj, Xi, n = _factors(log_x, L, T)
+    P = a.shape[0]
+    left = (a[..., None] * Xi).permute(1, 0, 3, 2).reshape(H, P * n, M)  # (H, P·n, M): v x^{iT}
+    left2 = torch.cat([left.real, -left.imag], dim=-1)  # (H, P·n, 2M)
+    right2 = torch.cat([Vj.real, Vj.imag], dim=-2)  # (H, 2M, T)
+    out = (left2 @ right2).reshape(H, P, n * T)[..., :L]  # (H, P, L)
+    return out.transpose(0, 1).reshape(lead + (H, L))
+
+
+def vandermonde_transpose_real(w: torch.Tensor, log_x: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """:func:`vandermonde_transpose` of a real ``w: r(... H L)``: ``Σ_l w_l x^l`` as one real matmul
+    against ``[Re x^j, Im x^j]`` (``w`` is never promoted to complex); returns ``c(... H M)``.
+    What the state after a chunk needs (``Σ_l Ā^{L-1-l} B̄ u_l``, u real)."""
+    if w.is_complex():
+        return vandermonde_transpose(w, log_x, chunk)
+    H, M = log_x.shape
+    if not torch.is_tensor(w) or w.dim() < 2 or w.shape[-2] != H:
+        raise ValueError(f"w must be (..., H, ·) with H={H}, got {tuple(getattr(w, 'shape', ()))}")
+    lead = w.shape[:-2]
+    a = w.to(log_x.real.dtype).reshape((math.prod(lead),) + w.shape[-2:])
+    P, L = a.shape[0], a.shape[-1]
+    if L == 0:
+        return torch.zeros(lead + (H, M), dtype=log_x.dtype, device=log_x.device)
+    T = _block(L, chunk)
+    Vj, Xi, n = _factors(log_x, L, T)
+    a = torch.nn.functional.pad(a, (0, n * T - L)).transpose(0, 1).reshape(H, P * n, T)
+    right = torch.cat([Vj.real, Vj.imag], dim=-2).transpose(-1, -2).contiguous()  # (H, T, 2M)
+    y2 = a @ right  # (H, P·n, 2M): Σ_j w[iT + j] x^j
+    y = torch.complex(y2[..., :M], y2[..., M:]).reshape(H, P, n, M)
     out = (y * Xi.transpose(-1, -2)[:, None]).sum(2)  # Σ_i x^{iT} (...): (H, P, M)
     return out.transpose(0, 1).reshape(lead + (H, M))
 

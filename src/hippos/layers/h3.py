@@ -176,10 +176,10 @@ class H3(nn.Module):
         if T is None:
             return self._forward_pass(u, state, state is not None or return_state)
         K_shift, K_diag = self.shift.cached(T), self.diag.cached(T)  # every chunk's kernels are their prefixes
-        s0 = self.default_state(B) if state is None else state
-        y, s = run_chunked(lambda uc, st: self._forward_pass(uc, st, True, K_shift[:, : uc.shape[1]], K_diag[:, : uc.shape[1]]),
-                           u, T, s0)
-        return y, (s if state is not None or return_state else None)
+        keep = state is not None or return_state  # as in S4: no zero state added, no unwanted last state
+        y, s = run_chunked(lambda uc, st, last: self._forward_pass(uc, st, keep or not last, K_shift[:, : uc.shape[1]],
+                                                                     K_diag[:, : uc.shape[1]]), u, T, state)
+        return y, (s if keep else None)
 
     def _forward_pass(self, u: torch.Tensor, state: H3State | None, keep: bool, K_shift=None, K_diag=None):
         """One FFT pass over ``u: r(B L d)`` (checked); ``K_shift, K_diag``: the kernels of length L

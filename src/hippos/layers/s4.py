@@ -162,8 +162,9 @@ class S4(nn.Module):
         # state passing: every chunk's kernel is a prefix of the chunk-length one (computed once)
         K = self.kernel.cached(T, rate)
         keep = state is not None or return_state
-        x0 = self.default_state(B).to(u.device) if state is None else state
-        y, x = run_chunked(lambda uc, s: self._forward_pass(uc, s, rate, True, K=K[:, : uc.shape[1]]), u, T, x0)
+        # a zero state adds nothing to the first chunk; the last chunk's state only if asked for
+        y, x = run_chunked(lambda uc, s, last: self._forward_pass(uc, s, rate, keep or not last, K=K[:, : uc.shape[1]]),
+                           u, T, state)
         return y, (x if keep else None)
 
     def _forward_pass(self, u, state, rate: float, return_state: bool, K=None):

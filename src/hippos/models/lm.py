@@ -184,7 +184,7 @@ class LanguageModel(nn.Module):
         h, next_states = self._hidden(tokens, state, return_state)
         return self._logits(h), next_states
 
-    def _logits_and_state(self, tokens: torch.Tensor, state: list | None):
+    def _logits_and_state(self, tokens: torch.Tensor, state: list | None, last: bool = False):
         h, next_states = self._hidden(tokens, state, True)
         return self._logits(h), next_states
 

@@ -49,8 +49,10 @@ def resolve_chunk(chunk_size, L: int) -> int | None:
 
 
 def run_chunked(fn: Callable, u: torch.Tensor, T: int, state) -> tuple[torch.Tensor, object]:
-    """``fn(u[:, a:a+T], state) -> (y_chunk, state)`` over ``u: (B, L, ...)`` in chunks of ``T``
-    steps (the last may be shorter), the state carried; returns ``(y: (B, L, ...), state)``.
+    """``fn(u[:, a:a+T], state, last) -> (y_chunk, state)`` over ``u: (B, L, ...)`` in chunks of
+    ``T`` steps (the last may be shorter), the state carried; returns ``(y: (B, L, ...), state)``.
+    ``state`` may be None before the first chunk (a zero state ``fn`` need not add); ``last`` tells
+    ``fn`` that no chunk follows (the state after it is wanted only if the caller asked).
 
     With autograd on, the chunks' outputs are concatenated (one graph). Under ``no_grad`` or
     ``inference_mode``, each is written into one preallocated output as soon as it exists, so
@@ -59,7 +61,7 @@ def run_chunked(fn: Callable, u: torch.Tensor, T: int, state) -> tuple[torch.Ten
     if not torch.is_grad_enabled():
         y = None
         for a in range(0, L, T):
-            y_c, state = fn(u[:, a : a + T], state)
+            y_c, state = fn(u[:, a : a + T], state, a + T >= L)
             if y is None:
                 y = y_c.new_empty((B, L, *y_c.shape[2:]))
             y[:, a : a + y_c.shape[1]] = y_c
@@ -67,7 +69,7 @@ def run_chunked(fn: Callable, u: torch.Tensor, T: int, state) -> tuple[torch.Ten
         return y, state
     ys = []
     for a in range(0, L, T):
-        y_c, state = fn(u[:, a : a + T], state)
+        y_c, state = fn(u[:, a : a + T], state, a + T >= L)
         ys.append(y_c)
     return torch.cat(ys, dim=1), state
 
