@@ -27,7 +27,7 @@ __all__ = ["AUTO_CHUNK", "check_chunk_size", "resolve_chunk", "run_chunked"]
 
 #: ``chunk_size="auto"``: sequences longer than this run in chunks of this many steps (2^16: an
 #: FFT convolution of (B 8, H 256) at this length already needs ~1 GB of buffers; the chunked
-#: forward's memory stays there for any L, and costs no more time: docs/long-sequences.md).
+#: forward's memory stays there for any L: docs/long-sequences.md).
 AUTO_CHUNK = 1 << 16
 
 
