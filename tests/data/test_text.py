@@ -205,3 +205,25 @@ def test_bits_per_char():
     assert bits_per_char(torch.tensor(math.log(65))) == pytest.approx(math.log2(65))
     with pytest.raises(ValueError, match="finite"):
         bits_per_char(float("nan"))
+
+
+def test_stream_batches_continue_each_row_where_it_stopped():
+    """TBPTT batching (issue 17): row r of batch k+1 starts where row r of batch k ended; every
+    row is one contiguous stream; streams do not overlap; only batch 0 resets the state."""
+    from hippos.data.text import StreamWindowSampler, TextWindows
+
+    ids = torch.arange(103)  # token value = position
+    ds = TextWindows(ids, seq_len=5)
+    sampler = StreamWindowSampler(ds, batch_size=4)
+    assert sampler.stream_len == 25 and sampler.n_batches == 5 and len(sampler) == 5
+    batches = [ds[s] for s in sampler]
+    for (x0, y0), (x1, _) in zip(batches, batches[1:]):
+        assert torch.equal(x1[:, 0], x0[:, -1] + 1)  # continues the row
+        assert torch.equal(y0[:, -1], x1[:, 0])  # the last target of a window is the next window's first input
+    rows = torch.cat([x for x, _ in batches], dim=1)  # (B, K·T): each row one stream, in order
+    for r in range(4):
+        assert torch.equal(rows[r], torch.arange(r * 25, r * 25 + 25))
+    assert [StreamWindowSampler.resets(k) for k in range(5)] == [True, False, False, False, False]
+    assert torch.equal(next(iter(StreamWindowSampler(ds, 4, start=3))), sampler.batch(3))  # resuming
+    with pytest.raises(ValueError, match="fewer than one window"):
+        StreamWindowSampler(ds, batch_size=30)

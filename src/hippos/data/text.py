@@ -39,6 +39,7 @@ __all__ = [
     "CharVocab",
     "RandomWindowSampler",
     "SequentialWindowSampler",
+    "StreamWindowSampler",
     "TextWindows",
     "bits_per_char",
     "load_text",
@@ -336,6 +337,45 @@ class SequentialWindowSampler(torch.utils.data.Sampler):
     def __iter__(self):
         for i in range(0, len(self.starts), self.batch_size):
             yield self.starts[i : i + self.batch_size]
+
+
+class StreamWindowSampler(torch.utils.data.Sampler):
+    """Truncated backpropagation through time: the text as ``batch_size`` contiguous streams.
+
+    The ``N`` tokens of a ``TextWindows`` (window length T) are cut into ``B = batch_size``
+    streams of ``S = (N - 1) // B`` targets each (stream r: tokens ``r·S .. (r+1)·S``, the last
+    ``(N - 1) % B`` unused); batch k holds window k of every stream, so row r of batch k+1
+    starts exactly where row r of batch k ended (the S4 reference's LM iterator, after
+    Transformer-XL). An epoch is ``K = S // T`` batches; ``resets(k)`` is True where every row
+    begins its stream (k = 0), where a carried state must start from zero. ``start`` skips the
+    first batches (resuming). Use with ``DataLoader(ds, sampler=..., batch_size=None)``.
+    """
+
+    def __init__(self, dataset: TextWindows, batch_size: int, start: int = 0):
+        self.batch_size = _check_int("batch_size", batch_size, 1)
+        self.seq_len = dataset.seq_len
+        self.stream_len = (len(dataset.ids) - 1) // self.batch_size
+        self.n_batches = self.stream_len // self.seq_len
+        if self.n_batches < 1:
+            raise ValueError(
+                f"{len(dataset.ids)} tokens in {self.batch_size} streams give {self.stream_len} per stream, fewer than one "
+                f"window of {self.seq_len}: lower batch_size or data.seq_len")
+        self.start = _check_int("start", start, 0)
+
+    def batch(self, k: int) -> torch.Tensor:
+        """Window starts of batch ``k``: ``(B,)``, row r at ``r·S + k·T``."""
+        return torch.arange(self.batch_size) * self.stream_len + k * self.seq_len
+
+    @staticmethod
+    def resets(k: int) -> bool:
+        return k == 0
+
+    def __len__(self) -> int:
+        return max(0, self.n_batches - self.start)
+
+    def __iter__(self):
+        for k in range(self.start, self.n_batches):
+            yield self.batch(k)
 
 
 def bits_per_char(loss_nats) -> float:
