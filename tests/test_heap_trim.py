@@ -2,44 +2,62 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 
 import pytest
-import torch
 
-from hippos.train.heap import HeapTrimmer, _malloc_trim, trim_heap
+from hippos.train.heap import HeapTrimmer, _malloc_trim
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or _malloc_trim() is None,
                                 reason="malloc_trim is glibc's")
 
 
-def _rss_mb() -> float:
+PROBE = r"""
+import torch
+from hippos.train.heap import trim_heap
+
+
+def rss_mb():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096 / 2**20
 
 
-def _fragment(n: int = 40) -> tuple[list, float]:
-    """Tensors of growing size, each freed with a small live one after it: none can be reused
-    or returned by shrinking the heap's top. Returns the live ones and the MB freed."""
-    big = torch.ones(30 * 2**18)  # 30 MB, mmapped; freeing it raises glibc's mmap threshold to 30 MB
-    del big
-    keep, freed = [], 0.0
-    for i in range(n):
-        a = torch.ones((2**20 + i * 2**16) // 4)  # 1 MB, 1.06 MB, ... (all below the threshold: heap)
-        keep.append(torch.ones(16))
-        freed += a.numel() * 4 / 2**20
-        del a
-    return keep, freed
+import ctypes
+libc = ctypes.CDLL("libc.so.6")
+# glibc's state after a large tensor has been freed, made deterministic: blocks below 32 MB come
+# from the heap (M_MMAP_THRESHOLD = -3), and free() never shrinks its top (M_TRIM_THRESHOLD = -1)
+assert libc.mallopt(-3, 32 << 20) and libc.mallopt(-1, 1 << 30)
+trim_heap()
+base = rss_mb()
+keep, freed = [], 0.0
+for i in range(40):  # growing sizes, each freed with a small live tensor after it: no reuse, no top to shrink
+    a = torch.ones((2**20 + i * 2**16) // 4)  # 1 MB, 1.06 MB, ... (below the threshold: from the heap)
+    keep.append(torch.ones(16))
+    freed += a.numel() * 4 / 2**20
+    del a
+before = rss_mb()
+released = trim_heap()
+print(base, before, rss_mb(), freed, released)
+"""
 
 
 def test_trim_heap_returns_fragmented_pages():
-    trim_heap()
-    keep, freed = _fragment()
-    before = _rss_mb()
-    assert trim_heap()
-    after = _rss_mb()
-    assert before - after >= 0.5 * freed, (before, after, freed)
-    assert len(keep) == 40
+    """In a fresh process (glibc's thresholds are process state that earlier tests move): pages
+    of freed, fragmented heap blocks stay resident until trim_heap gives them back. Now and then
+    (about one start in six here) the blocks land where they do not stay resident; such a start
+    tests nothing and is retried."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for _ in range(6):
+        out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, check=True).stdout
+        base, before, after, freed, released = out.split()
+        base, before, after, freed = float(base), float(before), float(after), float(freed)
+        assert released == "True"
+        if before - base >= 0.5 * freed:  # the freed blocks are resident: fragmented
+            assert before - after >= 0.5 * freed, (base, before, after, freed)
+            return
+    pytest.skip("the freed blocks never stayed resident in six processes: nothing to trim")
 
 
 def test_trimmer_waits_its_interval(monkeypatch):
