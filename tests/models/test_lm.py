@@ -332,3 +332,29 @@ def test_chunked_forward_equals_one_pass_with_gradients(name, T):
     with torch.no_grad():  # the preallocated path, with a carried state
         l3, _ = m(tokens, state=m.default_state(2), chunk_size=T)
     close(l3, l1, 1e-9)
+
+
+@pytest.mark.parametrize("name", ["s4d", "h3", "hybrid"])
+@pytest.mark.parametrize("T", [4, 11])
+def test_stream_loss_equals_one_pass_over_the_whole_text(name, T):
+    """Scoring a text as one stream in chunks, the state carried, is the cross-entropy of one
+    forward pass over the whole text (every token predicted from all before it)."""
+    import math
+
+    import torch.nn.functional as F
+
+    from hippos.train.stream_eval import stream_loss
+
+    m = make(name)
+    ids = torch.randint(0, V, (40,), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        logits, _ = m(ids[None, :-1])
+    want = F.cross_entropy(logits[0], ids[1:]).item()
+    r = stream_loss(m, ids, chunk=T)
+    assert r["tokens"] == 39 and abs(r["loss"] - want) < 1e-9 and abs(r["bpc"] - want / math.log(2)) < 1e-9
+    # and it is not what independent windows of T give (the test can tell the two apart)
+    with torch.no_grad():
+        windows = [F.cross_entropy(m(ids[None, a : a + T])[0][0], ids[a + 1 : a + T + 1], reduction="sum").item()
+                   for a in range(0, 39, T) if a + T + 1 <= 40]
+    n = sum(min(T, 39 - a) for a in range(0, 39, T) if a + T + 1 <= 40)
+    assert abs(sum(windows) / n - want) > 1e-6
