@@ -25,9 +25,9 @@ def _layers(kind: str, dt: float, width: int):
 
     torch.manual_seed(0)
     if kind == "s4d":
-        make = lambda: S4(d_model=width, d_state=64, mode="diag", dt_min=dt, dt_max=dt, chunk_size=None)  # noqa: E731
+        make = lambda: S4(d_model=width, d_state=64, mode="diag", dt_min=dt, dt_max=dt, chunk_size=None)
     else:
-        make = lambda: H3(d_model=width, d_state=64, dt_min=dt, dt_max=dt, chunk_size=None)  # noqa: E731
+        make = lambda: H3(d_model=width, d_state=64, dt_min=dt, dt_max=dt, chunk_size=None)
     f32 = make().requires_grad_(False)
     f64 = make().requires_grad_(False)
     f64.load_state_dict(f32.state_dict())
