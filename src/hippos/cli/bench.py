@@ -40,6 +40,11 @@ def _progress(items, desc: str):
         return items
 
 
+def _threads(results: list[dict]) -> int:
+    """The thread count the measurements ran with (their jobs', else torch's)."""
+    return next((r["threads"] for r in results if r.get("threads")), None) or torch.get_num_threads()
+
+
 def _fmt_gb(b) -> str:
     return f"{b / 2**30:.2f} GB"
 
@@ -62,7 +67,7 @@ def run_layer(args) -> list[dict]:
     order = {(j["kind"], j["L"]): i for i, j in enumerate(jobs)}
     results.sort(key=lambda r: (order[_layer_row_key(r)], r["tree"] != "baseline"))
     base = {(r["L"], r["tree"]): r for r in results if r["kind"] == "attn_fused" and "median_s" in r}
-    threads = next((r["threads"] for r in results if r.get("threads")), None) or torch.get_num_threads()
+    threads = _threads(results)
     print(
         f"\nforward+backward, batch {args.batch}, H {args.d_model}, N {args.d_state}; {threads} threads, allocator {args.allocator}, "
         f"median of {args.repeats} runs x {args.rounds} round(s); {_machine()}"
@@ -104,7 +109,7 @@ def _print_vs_baseline(results: list[dict], key, what: str) -> None:
 def run_train(args) -> list[dict]:
     jobs = train_jobs(args.models, args.batch, args.L, args.d_model, args.n_layers, args.d_state, args.repeats, args.threads, args.allocator)
     results = run_rounds(jobs, baseline=args.baseline, rounds=args.rounds, timeout=args.timeout, progress=lambda it: _progress(it, "bench train"))
-    threads = next((r["threads"] for r in results if r.get("threads")), None) or torch.get_num_threads()
+    threads = _threads(results)
     print(
         f"\ntraining step (forward, backward, AdamW), batch {args.batch}, L {args.L}, {args.n_layers} layers, H {args.d_model}, N {args.d_state}; "
         f"{threads} threads, allocator {args.allocator}, median of {args.repeats} steps x {args.rounds} round(s); {_machine()}"
@@ -250,7 +255,7 @@ def run_long(args) -> list[dict]:
             if r["median_s"] > args.time_budget:
                 stopped[kind] = f"stopped after L 2^{job['L'].bit_length() - 1}: {r['median_s']:.0f} s > --time-budget {args.time_budget:g} s"
         results.append(r)
-    threads = next((r["threads"] for r in results if r.get("threads")), None) or torch.get_num_threads()
+    threads = _threads(results)
     what = "forward (inference mode)" if args.mode == "forward" else "forward + backward through the chunks"
     title = (f"{what}, batch {args.batch}, H {args.d_model}, N {args.d_state}, chunks of {args.chunk}; {threads} threads, "
              f"allocator {args.allocator}, median of {args.repeats}; {_machine()}")

@@ -78,21 +78,28 @@ def _check(a: torch.Tensor, s: torch.Tensor, name: str) -> tuple[torch.Tensor, t
     return a.to(s.dtype).reshape((math.prod(lead),) + a.shape[-2:]), lead  # not -1: B may be 0
 
 
+def _left(v: torch.Tensor, log_x: torch.Tensor, L: int, chunk: int | None):
+    """What :func:`vandermonde` and :func:`vandermonde_real` share: ``left = v x^{iT}: c(H, P·n, M)``,
+    ``x^j: c(H M T)`` and the shapes ``(lead, H, P, n, T)``."""
+    a, lead = _check(v, log_x, "v")
+    H, M = log_x.shape
+    if a.shape[-1] != M:
+        raise ValueError(f"v must be (..., H, M) with M={M}, got {tuple(v.shape)}")
+    T = _block(int(L), chunk)
+    Vj, Xi, n = _factors(log_x, int(L), T)
+    P = a.shape[0]
+    left = (a[..., None] * Xi).permute(1, 0, 3, 2).reshape(H, P * n, M)  # (H, P·n, M): v x^{iT}
+    return left, Vj, (lead, H, P, n, T)
+
+
 def vandermonde(v: torch.Tensor, log_x: torch.Tensor, L: int, chunk: int | None = None) -> torch.Tensor:
     """``out[..., h, l] = Σ_m v[..., h, m] · exp(l · log_x[h, m])`` for ``0 <= l < L`` (S4D eq. 5).
 
     ``v: c(... H M)`` (real is promoted), ``log_x: c(H M)``; returns ``c(... H L)``. ``chunk`` is the
     block length T (default ``⌈√L⌉``); memory ``O(H·M·(T + L/T))`` plus the output.
     """
-    a, lead = _check(v, log_x, "v")
-    H, M = log_x.shape
-    if a.shape[-1] != M:
-        raise ValueError(f"v must be (..., H, M) with M={M}, got {tuple(v.shape)}")
+    left, Vj, (lead, H, P, n, T) = _left(v, log_x, L, chunk)
     L = int(L)
-    T = _block(L, chunk)
-    Vj, Xi, n = _factors(log_x, L, T)
-    P = a.shape[0]
-    left = (a[..., None] * Xi).permute(1, 0, 3, 2).reshape(H, P * n, M)  # (H, P·n, M): v x^{iT}
     out = (left @ Vj).reshape(H, P, n * T)[..., :L]  # (H, P, L)
     return out.transpose(0, 1).reshape(lead + (H, L))
 
@@ -121,15 +128,8 @@ def vandermonde_real(v: torch.Tensor, log_x: torch.Tensor, L: int, chunk: int | 
     ``Re Σ_m a_m b_m = Σ_m (Re a_m Re b_m − Im a_m Im b_m)`` is ``[Re a, −Im a] @ [Re b; Im b]``,
     half the arithmetic of the complex product and no complex output to take the real part of.
     What the S4D kernel (``2·Re Σ C B̄ Ā^l``) and the state's output contribution need."""
-    a, lead = _check(v, log_x, "v")
-    H, M = log_x.shape
-    if a.shape[-1] != M:
-        raise ValueError(f"v must be (..., H, M) with M={M}, got {tuple(v.shape)}")
+    left, Vj, (lead, H, P, n, T) = _left(v, log_x, L, chunk)
     L = int(L)
-    T = _block(L, chunk)
-    Vj, Xi, n = _factors(log_x, L, T)
-    P = a.shape[0]
-    left = (a[..., None] * Xi).permute(1, 0, 3, 2).reshape(H, P * n, M)  # (H, P·n, M): v x^{iT}
     left2 = torch.cat([left.real, -left.imag], dim=-1)  # (H, P·n, 2M)
     right2 = torch.cat([Vj.real, Vj.imag], dim=-2)  # (H, 2M, T)
     out = (left2 @ right2).reshape(H, P, n * T)[..., :L]  # (H, P, L)
