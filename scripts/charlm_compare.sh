@@ -17,6 +17,10 @@
 #   s4d-linear   S4D in every layer, linear output map (the H3 repo's   d_model 78
 #                standalone S4D, as the synthetic baseline)
 #
+# CARRY=1 trains every model with its state carried from window to window (truncated BPTT:
+# --data.carry_state=true, contiguous streams, attention within its window); the table then also
+# reads the test text as one stream (stream bpc, in every run's results.json).
+#
 # JOBS (default 1) runs that many at once, one thread each (23–34 min a run at EPOCHS=2 with 3–5 jobs sharing the 2 cores). A stopped run continues with
 #   hippos train --resume OUT_DIR/<model>;  the table alone:  bash scripts/charlm_compare.sh OUT_DIR --table-only
 set -euo pipefail
@@ -26,6 +30,8 @@ DATA=${HIPPOS_DATA:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data}
 JOBS=${JOBS:-1}
 EPOCHS=${EPOCHS:-2}
 MODELS="transformer h3 hybrid s4d s4d-linear"
+CARRY_ARGS=()
+if [ "${CARRY:-0}" = 1 ]; then CARRY_ARGS=(--data.carry_state=true); fi
 
 args_for() {
   case $1 in
@@ -47,7 +53,7 @@ if [ "${1:-}" != "--table-only" ]; then
     else
       # shellcheck disable=SC2046
       cmd=(hippos train charlm $(args_for "$m") --model.n_layers=4 --epochs="$EPOCHS" --num_threads=1
-           --data_dir="$DATA" --out_dir="$OUT/$m" --force --no-progress "$@")
+           --data_dir="$DATA" --out_dir="$OUT/$m" --force --no-progress "${CARRY_ARGS[@]}" "$@")
     fi
     echo "$m: ${cmd[*]}"
     "${cmd[@]}" >> "$OUT/$m.log" 2>&1 &
@@ -63,17 +69,20 @@ from pathlib import Path
 out = Path(sys.argv[1])
 # runs since the three-way split: test = the last 5% of the text, val the 5% before it; older runs
 # (data.test_fraction=0) score the val text (the last 10%) as "test"
-print("| model | parameters | tokens | test bpc (final) | test bpc (best-val weights) | split | train time |")
-print("|---|---|---|---|---|---|---|")
+print("| model | parameters | tokens | training | test bpc (final) | test bpc (best-val weights) | stream bpc (final) | split | train time |")
+print("|---|---|---|---|---|---|---|---|---|")
 for name in sys.argv[2:]:  # MODELS, in order
     f = out / name / "results.json"
     if not f.exists():
-        print(f"| {name} | (not finished: hippos train --resume {out / name}) | | | | | |")
+        print(f"| {name} | (not finished: hippos train --resume {out / name}) | | | | | | | |")
         continue
     r = json.loads(f.read_text())
     c = json.loads((out / name / "config.json").read_text())
     tokens = r["step"] * c["batch_size"] * c["data"]["seq_len"]
     split = "val as test (old run)" if c["data"].get("test_fraction", 0) == 0 else "held-out test"
-    print(f"| {name} | {r.get('n_params', 0):,} | {tokens / 1e6:.1f}M | {r['test_bpc']:.3f} | {r['test_bpc_best_val']:.3f} "
-          f"| {split} | {r['train_time_s'] / 60:.0f} min |")
+    how = "state carried" if c["data"].get("carry_state") else "random windows"
+    stream = r.get("test_extra", {}).get("stream_bpc")
+    stream = f"{stream:.3f}" if stream is not None else "—"
+    print(f"| {name} | {r.get('n_params', 0):,} | {tokens / 1e6:.1f}M | {how} | {r['test_bpc']:.3f} | {r['test_bpc_best_val']:.3f} "
+          f"| {stream} | {split} | {r['train_time_s'] / 60:.0f} min |")
 PY

@@ -209,13 +209,13 @@ def test_bits_per_char():
 
 def test_stream_batches_continue_each_row_where_it_stopped():
     """TBPTT batching (issue 17): row r of batch k+1 starts where row r of batch k ended; every
-    row is one contiguous stream; streams do not overlap; only batch 0 resets the state."""
+    row is one contiguous stream; streams do not overlap; only the first batch of a pass resets."""
     from hippos.data.text import StreamWindowSampler, TextWindows
 
-    ids = torch.arange(103)  # token value = position
+    ids = torch.arange(108)  # token value = position
     ds = TextWindows(ids, seq_len=5)
     sampler = StreamWindowSampler(ds, batch_size=4)
-    assert sampler.stream_len == 25 and sampler.n_batches == 5 and len(sampler) == 5
+    assert sampler.stream_len == 25 and sampler.per_pass == 5 and len(sampler) == 5  # (107 - 5) // 4 = 25
     batches = [ds[s] for s in sampler]
     for (x0, y0), (x1, _) in zip(batches, batches[1:]):
         assert torch.equal(x1[:, 0], x0[:, -1] + 1)  # continues the row
@@ -223,7 +223,33 @@ def test_stream_batches_continue_each_row_where_it_stopped():
     rows = torch.cat([x for x, _ in batches], dim=1)  # (B, K·T): each row one stream, in order
     for r in range(4):
         assert torch.equal(rows[r], torch.arange(r * 25, r * 25 + 25))
-    assert [StreamWindowSampler.resets(k) for k in range(5)] == [True, False, False, False, False]
+    assert [sampler.resets(k) for k in range(5)] == [True, False, False, False, False]
     assert torch.equal(next(iter(StreamWindowSampler(ds, 4, start=3))), sampler.batch(3))  # resuming
     with pytest.raises(ValueError, match="fewer than one window"):
         StreamWindowSampler(ds, batch_size=30)
+
+
+def test_stream_batches_over_several_passes():
+    """Pass after pass: each pass is contiguous streams again, shifted by a seeded offset below
+    the window length; the state resets exactly at pass starts; a resumed sampler continues."""
+    from hippos.data.text import StreamWindowSampler, TextWindows
+
+    ids = torch.arange(108)
+    ds = TextWindows(ids, seq_len=5)
+    sampler = StreamWindowSampler(ds, batch_size=4, n_batches=17, seed=3)
+    assert len(sampler) == 17 and sampler.offset(0) == 0
+    offsets = {sampler.offset(p) for p in range(1, 20)}
+    assert offsets <= set(range(5)) and len(offsets) > 1  # boundaries move between passes
+    starts = list(sampler)
+    for b in range(17):
+        p, k = divmod(b, 5)
+        assert sampler.resets(b) == (k == 0)
+        assert torch.equal(starts[b], sampler.offset(p) + torch.arange(4) * 25 + 5 * k)
+        if k:  # within a pass, each row continues
+            assert torch.equal(starts[b], starts[b - 1] + 5)
+    assert int(torch.stack(starts).max()) + 5 < len(ids)  # the last window's targets exist
+    again = StreamWindowSampler(ds, batch_size=4, n_batches=17, seed=3, start=7)
+    assert all(torch.equal(a, b) for a, b in zip(again, starts[7:]))
+    assert [again.resets_at(i) for i in range(4)] == [False, False, False, True]  # batch 10 begins pass 2
+    other = StreamWindowSampler(ds, batch_size=4, n_batches=17, seed=4)
+    assert any(other.offset(p) != sampler.offset(p) for p in range(1, 20))

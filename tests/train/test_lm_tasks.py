@@ -228,7 +228,12 @@ def test_charlm_trains_evaluates_bpc_and_resumes_bitwise(tmp_path, text_file, ca
     assert "bpc" in lines[0] and got["bpc"] == pytest.approx(results["test_bpc"], rel=1e-6)
     n_test = len(TEXT) - int(len(TEXT) * 0.95)
     assert got["n"] == (n_test - 1) // 16  # non-overlapping windows of the test text (the last 5%)
-    assert "no test split" not in "".join(lines) and "test_extra" not in results
+    assert "no test split" not in "".join(lines) and "no_test_split" not in results["test_extra"]
+    # the test text read as one stream, state carried: the same number in results.json and eval
+    extra = results["test_extra"]
+    assert extra["stream_tokens"] == n_test - 1 and extra["stream_chunk"] == 16 and extra["kv_memory"] == 0
+    assert 0 < extra["stream_bpc"] < 8 and got["extra"]["stream_bpc"] == pytest.approx(extra["stream_bpc"], rel=1e-9)
+    assert any("read as one stream" in line for line in lines)
 
     # val is another text: the 5% before the test text; the last val row is the final weights on it
     assert main(["eval", str(full), "--split", "val"]) == 0
@@ -268,7 +273,7 @@ def test_charlm_run_saved_before_the_test_split_keeps_its_split_and_resumes_bitw
     assert main(["train", *old_split, f"--out_dir={full}"]) == 0
     assert "no test split in this run" in capsys.readouterr().out  # beside the "done: test ..." line
     results = json.loads((full / "results.json").read_text())
-    assert results["test_extra"] == {"no_test_split": True, "scored": "val"}
+    assert {k: results["test_extra"][k] for k in ("no_test_split", "scored")} == {"no_test_split": True, "scored": "val"}
 
     assert main(["train", *old_split, f"--out_dir={cut}", "--max_steps=2"]) == 0
     saved = json.loads((cut / "config.json").read_text())
@@ -288,7 +293,7 @@ def test_charlm_run_saved_before_the_test_split_keeps_its_split_and_resumes_bitw
     capsys.readouterr()
     assert main(["eval", str(cut)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[1].startswith("no test split in this run") and json.loads(lines[-1])["bpc"] == pytest.approx(
+    assert lines[2].startswith("no test split in this run") and json.loads(lines[-1])["bpc"] == pytest.approx(
         results["test_bpc"], rel=1e-6)
 
     # an old section without val_fraction gets the old default; new configs and other tasks are left alone

@@ -58,7 +58,9 @@ class TextDataConfig:
     seq_len: int = 256  # characters per training window
     val_fraction: float = 0.05  # the validation text: this fraction of the characters, just before the test text
     test_fraction: float = 0.05  # the test text: the last fraction of the characters; 0: none (test = val)
-    steps_per_epoch: int = 500  # random-window batches between two validations
+    steps_per_epoch: int = 500  # training batches between two validations
+    carry_state: bool = False  # truncated BPTT: rows are contiguous streams, the state carried (detached) across batches
+    kv_memory: int = 0  # with carry_state: keys/values an attention layer carries to the next window (0: none)
 
 
 ENV_VAR = "HIPPOS_DATA"
@@ -343,39 +345,59 @@ class StreamWindowSampler(torch.utils.data.Sampler):
     """Truncated backpropagation through time: the text as ``batch_size`` contiguous streams.
 
     The ``N`` tokens of a ``TextWindows`` (window length T) are cut into ``B = batch_size``
-    streams of ``S = (N - 1) // B`` targets each (stream r: tokens ``r·S .. (r+1)·S``, the last
-    ``(N - 1) % B`` unused); batch k holds window k of every stream, so row r of batch k+1
-    starts exactly where row r of batch k ended (the S4 reference's LM iterator, after
-    Transformer-XL). An epoch is ``K = S // T`` batches; ``resets(k)`` is True where every row
-    begins its stream (k = 0), where a carried state must start from zero. ``start`` skips the
-    first batches (resuming). Use with ``DataLoader(ds, sampler=..., batch_size=None)``.
+    streams of ``S = (N - 1 - T) // B`` targets each, read window by window: batch k of a pass
+    holds window k of every stream, so row r of batch k+1 starts exactly where row r of batch k
+    ended (the S4 reference's LM iterator, after Transformer-XL). A pass is ``K = S // T``
+    batches; ``n_batches`` (default one pass) runs pass after pass. Pass p shifts every stream by
+    an offset in ``[0, T)`` drawn from ``(seed, p)`` (pass 0: none), so the window boundaries of
+    one pass are not those of the next; the T tokens set aside for it are why S has ``- T``.
+
+    ``batch(b)`` is a pure function of ``(seed, b)``; ``resets(b)`` is True where batch b begins
+    a pass (every row at the start of its stream: a carried state must start from zero).
+    ``start`` skips the first batches (resuming) and ``resets_at(i)`` answers for the i-th batch
+    the iteration yields. Use with ``DataLoader(ds, sampler=..., batch_size=None)``.
     """
 
-    def __init__(self, dataset: TextWindows, batch_size: int, start: int = 0):
+    def __init__(self, dataset: TextWindows, batch_size: int, start: int = 0, n_batches: int | None = None,
+                 seed: int = 0):
         self.batch_size = _check_int("batch_size", batch_size, 1)
         self.seq_len = dataset.seq_len
-        self.stream_len = (len(dataset.ids) - 1) // self.batch_size
-        self.n_batches = self.stream_len // self.seq_len
-        if self.n_batches < 1:
+        self.stream_len = max(0, (len(dataset.ids) - 1 - self.seq_len) // self.batch_size)
+        self.per_pass = self.stream_len // self.seq_len
+        if self.per_pass < 1:
             raise ValueError(
                 f"{len(dataset.ids)} tokens in {self.batch_size} streams give {self.stream_len} per stream, fewer than one "
                 f"window of {self.seq_len}: lower batch_size or data.seq_len")
+        self.n_batches = self.per_pass if n_batches is None else _check_int("n_batches", n_batches, 0)
         self.start = _check_int("start", start, 0)
+        self.seed = _check_int("seed", seed, 0)
 
-    def batch(self, k: int) -> torch.Tensor:
-        """Window starts of batch ``k``: ``(B,)``, row r at ``r·S + k·T``."""
-        return torch.arange(self.batch_size) * self.stream_len + k * self.seq_len
+    def offset(self, p: int) -> int:
+        """Where the streams of pass ``p`` begin: 0 for the first pass, then drawn from ``(seed, p)``."""
+        if p == 0:
+            return 0
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, int(p), 0x57E4])))
+        return int(rng.integers(0, self.seq_len))
 
-    @staticmethod
-    def resets(k: int) -> bool:
-        return k == 0
+    def batch(self, b: int) -> torch.Tensor:
+        """Window starts of batch ``b``: ``(B,)``, row r at ``offset(p) + r·S + k·T`` (pass p, window k)."""
+        p, k = divmod(int(b), self.per_pass)
+        return self.offset(p) + torch.arange(self.batch_size) * self.stream_len + k * self.seq_len
+
+    def resets(self, b: int) -> bool:
+        """Does batch ``b`` begin a pass (every row at the start of its stream)?"""
+        return int(b) % self.per_pass == 0
+
+    def resets_at(self, i: int) -> bool:
+        """``resets`` of the i-th batch this sampler yields (batch ``start + i``)."""
+        return self.resets(self.start + i)
 
     def __len__(self) -> int:
         return max(0, self.n_batches - self.start)
 
     def __iter__(self):
-        for k in range(self.start, self.n_batches):
-            yield self.batch(k)
+        for b in range(self.start, self.n_batches):
+            yield self.batch(b)
 
 
 def bits_per_char(loss_nats) -> float:

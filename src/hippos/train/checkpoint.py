@@ -5,7 +5,9 @@
 * ``optimizer.pt``: ``{"format", "step", "optimizer": optimizer.state_dict()}`` (``torch.save``;
   read with ``weights_only=True``, which unpickles tensors and plain containers only);
 * ``trainer_state.json``: step, epoch, batches consumed in the epoch, best validation
-  accuracy, running metric sums, and the torch / CUDA / numpy / python RNG states.
+  accuracy, running metric sums, and the torch / CUDA / numpy / python RNG states;
+* ``carry.safetensors`` (only when training carries a state between windows,
+  ``hippos.train.carry``): that state's tensors by name.
 
 Atomic: the three files are written into a fresh ``.checkpoint-tmp/``, then the old
 ``checkpoint/`` is renamed to ``.checkpoint-old/``, the new one into place, and the old one
@@ -42,6 +44,7 @@ __all__ = [
     "FORMAT",
     "find_checkpoint",
     "get_rng_state",
+    "load_carry",
     "load_checkpoint",
     "load_weights",
     "save_checkpoint",
@@ -53,7 +56,7 @@ FORMAT = "hippos-checkpoint-1"
 CHECKPOINT = "checkpoint"
 BEST = "best.safetensors"
 _TMP, _OLD = ".checkpoint-tmp", ".checkpoint-old"
-MODEL, OPTIMIZER, STATE = "model.safetensors", "optimizer.pt", "trainer_state.json"
+MODEL, OPTIMIZER, STATE, CARRY = "model.safetensors", "optimizer.pt", "trainer_state.json", "carry.safetensors"
 
 
 def _b64(t: torch.Tensor) -> str:
@@ -221,8 +224,10 @@ def _by_names(saved: dict, optimizer: torch.optim.Optimizer, where: str) -> dict
     return {"state": state, "param_groups": groups}
 
 
-def save_checkpoint(run_dir: str | os.PathLike, model, optimizer, trainer_state: dict) -> Path:
+def save_checkpoint(run_dir: str | os.PathLike, model, optimizer, trainer_state: dict,
+                    carry: dict[str, torch.Tensor] | None = None) -> Path:
     """Write ``run_dir/checkpoint/`` atomically (see module docstring); return its path.
+    ``carry``: the tensors of a carried state (``carry.safetensors``; None: no file).
 
     On any failure the previous checkpoint stays (or is put back) in ``checkpoint/`` and
     ``.checkpoint-tmp/`` is removed; a write error is raised as ``OSError`` naming the checkpoint."""
@@ -238,6 +243,8 @@ def save_checkpoint(run_dir: str | os.PathLike, model, optimizer, trainer_state:
         torch.save({"format": FORMAT, "step": step, "optimizer": optimizer.state_dict()}, buf)
         _write_file(tmp / OPTIMIZER, buf.getbuffer())
         _write_json(tmp / STATE, {"format": FORMAT, **trainer_state})
+        if carry is not None:
+            _save_tensors(carry, tmp / CARRY, step)
         if final.exists():
             if old.exists():
                 shutil.rmtree(old)
@@ -254,6 +261,44 @@ def save_checkpoint(run_dir: str | os.PathLike, model, optimizer, trainer_state:
         raise err from e
     shutil.rmtree(old, ignore_errors=True)  # the new one is complete; a leftover is removed by the next save
     return final
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, step: int) -> None:
+    from safetensors.torch import save
+
+    # safetensors has no complex128: complex tensors are stored as their real view (..., 2), named in the metadata
+    out, complex_keys = {}, []
+    for k, v in tensors.items():
+        v = v.detach().cpu()
+        if v.is_complex():
+            complex_keys.append(k)
+            v = torch.view_as_real(v)
+        out[k] = v.contiguous()
+    meta = {"format": FORMAT, "step": str(step), "complex": json.dumps(complex_keys)}
+    _write_file(path, save(out, metadata=meta))
+
+
+def load_carry(ckpt_dir: str | os.PathLike) -> dict[str, torch.Tensor] | None:
+    """The carried-state tensors of a checkpoint (``carry.safetensors``), ``{}`` when the state
+    was reset there, None when the checkpoint has no such file; a damaged file or one from
+    another step raises ``ValueError`` naming it."""
+    from safetensors import safe_open
+
+    path = Path(ckpt_dir) / CARRY
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        for k in json.loads(meta.get("complex", "[]")):
+            tensors[k] = torch.view_as_complex(tensors[k])
+    except Exception as e:  # safetensors raises its own error types for a damaged file
+        raise ValueError(f"cannot load the carried state {str(path)!r}: {_one_line(e)}") from None
+    state = json.loads(_read_bytes(Path(ckpt_dir) / STATE, "checkpoint"))
+    if _int_or_none(meta.get("step")) != _int_or_none(state.get("step")):
+        raise ValueError(f"{str(path)!r} is from step {meta.get('step')}, the trainer state from {state.get('step')}")
+    return tensors
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path | None:

@@ -14,7 +14,9 @@ Without a progress bar (stderr not a terminal) a line of progress is printed eve
 ``PROGRESS_EVERY_S`` seconds besides the line of each epoch.
 
 The task decides everything task-specific (``hippos.train.task``): the data and the batch
-order, the model, the objective, the run's artifacts, extra metrics.
+order, the model, the objective, the run's artifacts, extra metrics, and whether a state is
+carried from batch to batch (``task.state_carry``: truncated BPTT for the language models with
+``data.carry_state``; the carried state is checkpointed with the rest, ``hippos.train.carry``).
 
 Reproducibility: the global torch / numpy / python RNGs are seeded with ``cfg.seed`` before
 the model is built; the order of the training examples in epoch ``e`` is a pure function of
@@ -277,6 +279,7 @@ def _train(cfg: TrainConfig, task: Task, model, device, resume: bool, force: boo
     cfg = task.fit_config(cfg, data)
     model = (task.build_model(cfg) if model is None else model).to(device)
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
+    carry = task.state_carry(cfg)  # None, or the state carried between windows (hippos.train.carry)
     steps_per_epoch = len(task.batches(data.train, cfg, 0, 0, True))
     total_steps = cfg.epochs * steps_per_epoch
     warmup_steps = cfg.warmup_steps or round(cfg.warmup_fraction * total_steps)
@@ -289,6 +292,11 @@ def _train(cfg: TrainConfig, task: Task, model, device, resume: bool, force: boo
             run.check_artifacts(data.artifacts)
             state = ckpt_io.load_checkpoint(found, model, optimizer, device, keys=_fresh_state(), rng=True)
             state.pop("format", None)
+            carried = ckpt_io.load_carry(found) if carry is not None else None
+            if carry is not None:
+                if carried is None:
+                    raise ValueError(f"{str(found)!r} holds no carried state ({ckpt_io.CARRY}), but the run carries one")
+                carry.load(carried, model.default_state(cfg.batch_size))
         else:
             run.check_fresh(force, data.artifacts)
             if force:
@@ -305,13 +313,13 @@ def _train(cfg: TrainConfig, task: Task, model, device, resume: bool, force: boo
         raise
     try:
         return _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, steps_per_epoch, total_steps,
-                                 warmup_steps, resume, say, progress, on_epoch)
+                                 warmup_steps, resume, say, progress, on_epoch, carry)
     finally:
         run.unlock()
 
 
 def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, steps_per_epoch, total_steps,
-                      warmup_steps, resume, say, progress, on_epoch) -> dict:
+                      warmup_steps, resume, say, progress, on_epoch, carry=None) -> dict:
     objective = task.objective
     metrics = MetricsLog(run / RunDir.METRICS, state["step"] if resume else None, (run / RunDir.TB) if cfg.tensorboard else None)
     n_params = sum(p.numel() for p in model.parameters())
@@ -325,7 +333,8 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
 
     def save():
         nonlocal saved_at
-        ckpt_io.save_checkpoint(run.path, model, optimizer, {**state, "rng": ckpt_io.get_rng_state()})
+        ckpt_io.save_checkpoint(run.path, model, optimizer, {**state, "rng": ckpt_io.get_rng_state()},
+                                carry=None if carry is None else carry.tensors())
         saved_at = state["step"]
 
     def plot():
@@ -354,11 +363,16 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
             model.train()
             t_window, n_window = time.perf_counter(), 0
             sampler = task.batches(data.train, cfg, epoch, state["batch_in_epoch"], True)
-            for batch in _loader(data.train, sampler, cfg, epoch, device):
+            for i, batch in enumerate(_loader(data.train, sampler, cfg, epoch, device)):
                 x, y, lengths = _unpack(batch, device)
                 factor = lr_factor(state["step"], total_steps, warmup_steps, cfg.min_lr_ratio, cfg.schedule)
                 lr = set_lr(optimizer, factor)
-                r = objective.loss_and_metrics(model, x, y, lengths)
+                if carry is None:
+                    r = objective.loss_and_metrics(model, x, y, lengths)
+                else:  # truncated BPTT: the state of the row's previous window, detached; none where streams begin
+                    if sampler.resets_at(i):
+                        carry.reset()
+                    r = objective.loss_and_metrics(model, x, y, lengths, state=carry.state, carry=True)
                 if not torch.isfinite(r.loss):
                     raise ValueError(f"training diverged: loss {r.loss.item()} at step {state['step'] + 1} "
                                      "(try a lower lr or grad_clip)")
@@ -367,6 +381,8 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
                 if cfg.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
+                if carry is not None:
+                    carry.keep(r.state)
 
                 for sums in (state["epoch_sums"], state["window_sums"]):
                     sums[0], sums[1], sums[2] = sums[0] + r.loss_sum, sums[1] + r.correct, sums[2] + r.n

@@ -35,6 +35,7 @@ class BatchResult(NamedTuple):
     loss_sum: float  # loss · n
     correct: float  # examples counted correct (fractional for per-token accuracy)
     n: int  # examples in the batch
+    state: object = None  # the model's state after the batch (only when asked with carry=True)
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,13 @@ class Objective:
     kind: str
     metric: str
 
-    def loss_and_metrics(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, lengths=None) -> BatchResult:
-        """Forward ``x`` and score it against ``y`` (see the module docstring)."""
+    def loss_and_metrics(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, lengths=None, *,
+                         state=None, carry: bool = False) -> BatchResult:
+        """Forward ``x`` and score it against ``y`` (see the module docstring). ``carry``: a
+        language model starts from ``state`` (None: from zero) and the result holds its state
+        after the batch (``hippos.train.carry``)."""
+        if carry and self.kind not in ("last_token", "per_token"):
+            raise ValueError(f"only language models carry a state between batches, not a {self.kind} objective")
         if self.kind == "classification":
             logits, _ = model(x) if lengths is None else model(x, lengths=lengths)
             logits = logits.float()  # (B, C)
@@ -60,7 +66,7 @@ class Objective:
             loss = F.mse_loss(pred.float(), y.float())  # every position and variable
             correct = 0.0
         else:
-            logits, _ = model(x)
+            logits, state = model(x, state, return_state=True) if carry else (model(x)[0], None)
             logits = logits.float()  # (B, L, V)
             loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())  # every position
             if self.kind == "last_token":
@@ -68,7 +74,7 @@ class Objective:
             else:
                 correct = (logits.argmax(-1) == y).float().mean(1).sum().item()
         n = len(y)
-        return BatchResult(loss, loss.item() * n, correct, n)
+        return BatchResult(loss, loss.item() * n, correct, n, state if carry else None)
 
     def summary(self, loss: float, acc: float) -> dict:
         """The numbers to report for a mean loss and accuracy: ``{"loss", "acc"}`` (+ ``"bpc"``)."""

@@ -18,6 +18,8 @@ task names or model kinds. A task says
 * ``objective``: the loss and the metrics (``hippos.train.objectives``);
 * ``batches(ds, cfg, epoch, start, train)``: the index batches of one epoch (default: a seeded
   permutation per epoch, or length buckets when the dataset has ``lengths``);
+* ``state_carry(cfg)``: None, or the state carried from batch to batch (truncated BPTT,
+  ``hippos.train.carry``);
 * ``extra_metrics(model, data, cfg, split) -> dict``: numbers beyond the objective's, reported
   by ``hippos eval`` and in ``results.json`` (the forecasting rollout, for example).
 
@@ -148,6 +150,13 @@ class Task:
 
             return LengthBucketBatches(lengths, cfg.batch_size, cfg.seed, epoch, start=start, shuffle=train)
         return EpochBatches(len(ds), cfg.batch_size, cfg.seed, epoch, start, shuffle=train)
+
+    def state_carry(self, cfg: TrainConfig):
+        """None (the default: every batch starts from a zero state), or a
+        :class:`hippos.train.carry.StateCarry`: the trainer then passes each batch the detached
+        state the previous one ended in, dropped where ``batches(...).resets_at(i)`` says, and
+        checkpoints it (truncated BPTT; the language-model tasks with ``data.carry_state``)."""
+        return None
 
     def extra_metrics(self, model: torch.nn.Module, data: TaskData, cfg: TrainConfig, split: str) -> dict:
         return {}

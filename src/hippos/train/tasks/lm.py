@@ -6,7 +6,9 @@
 ``ih``     Induction Head, vocab 20, L 30, 400 epochs, 10% warmup then cosine
 ``charlm`` next-character prediction on a text file (Tiny Shakespeare by default), scored in
            bits per character: train on the first 90% of the text, validate on the next 5%,
-           test on the last 5% (``data.val_fraction``, ``data.test_fraction``)
+           test on the last 5% (``data.val_fraction``, ``data.test_fraction``); random windows,
+           or with ``data.carry_state=true`` contiguous streams whose state is carried from
+           batch to batch (truncated BPTT, ``hippos.train.carry``)
 =========  ==================================================================================
 
 The synthetic setups are H3 (arXiv 2212.14052) §3.1 / Table 2 with the configs of the authors'
@@ -172,6 +174,11 @@ def _resolved(cfg: TrainConfig, vocab_size: int) -> LMConfig:
     return dataclasses.replace(m, vocab_size=vocab_size, max_len=max_len)
 
 
+def _learned_positions(cfg: TrainConfig) -> bool:
+    m = cfg.model
+    return m.attn_pos == "learned" and "attention" in m.layer_mixers()
+
+
 def check_lm_config(cfg: TrainConfig) -> None:
     """Everything about the LM config that can be checked before the data is loaded."""
     if not isinstance(cfg.model, LMConfig):
@@ -265,7 +272,13 @@ class CharLMTask(_LMTask):
             raise ValueError(f"data.val_fraction + data.test_fraction must be below 1 (something left to train on), "
                              f"got {d.val_fraction} + {d.test_fraction}")
         require(cfg, cfg.data.steps_per_epoch >= 1, "data.steps_per_epoch", ">= 1")
+        require(cfg, isinstance(d.carry_state, bool), "data.carry_state", "true or false")
         super().check(cfg)
+        from hippos.train.carry import check_kv_memory
+
+        check_kv_memory(d.kv_memory, _learned_positions(cfg))
+        if d.kv_memory and not d.carry_state:
+            raise ValueError("data.kv_memory is the attention memory carried between windows: it needs data.carry_state=true")
 
     def load_data(self, cfg: TrainConfig) -> TaskData:
         """``TextWindows`` (with ``.vocab``, the ``CharVocab`` of the whole text) of the three parts
@@ -292,25 +305,49 @@ class CharLMTask(_LMTask):
         return TaskData(out[0], out[1], test, artifacts={VOCAB: vocab.to_json() + "\n"})
 
     def extra_metrics(self, model, data: TaskData, cfg: TrainConfig, split: str) -> dict:
-        """Without a test text (``data.test_fraction = 0``) the "test" numbers are the validation
-        text's: say so in ``results.json`` (``test_extra``) and in the printed summary."""
+        """The split's text read as one stream, every layer's state carried from window to window
+        (``hippos.train.stream_eval``; attention keeps ``data.kv_memory`` tokens): ``stream_bpc``
+        beside the independent windows' bpc. Without a test text (``data.test_fraction = 0``)
+        the "test" numbers are the validation text's: said in ``results.json`` and printed."""
+        from hippos.train.stream_eval import stream_loss
+
+        ds = data.split(split)
+        r = stream_loss(model, ds.ids, chunk=cfg.data.seq_len, kv_memory=cfg.data.kv_memory)
+        out = {"stream_bpc": r["bpc"], "stream_tokens": r["tokens"], "stream_chunk": cfg.data.seq_len,
+               "kv_memory": cfg.data.kv_memory}
         if split == "test" and cfg.data.test_fraction == 0:
-            return {"no_test_split": True, "scored": "val"}
-        return {}
+            out.update({"no_test_split": True, "scored": "val"})
+        return out
 
     def describe_extra(self, extra: dict) -> list[str]:
+        lines = []
+        if "stream_bpc" in extra:
+            attn = f", attention keeps {extra['kv_memory']} tokens" if extra["kv_memory"] else ""
+            lines.append(f"read as one stream ({extra['stream_tokens']:,} characters in windows of {extra['stream_chunk']}, "
+                         f"state carried{attn}): bpc {extra['stream_bpc']:.4f}")
         if extra.get("no_test_split"):
-            return [("no test split in this run (data.test_fraction=0, as in charlm runs from before the test split): "
-                     "the 'test' numbers above are the validation text's, the text the best weights were chosen on")]
-        return []
+            lines.append("no test split in this run (data.test_fraction=0, as in charlm runs from before the test split): "
+                         "the 'test' numbers above are the validation text's, the text the best weights were chosen on")
+        return lines
+
+    def state_carry(self, cfg: TrainConfig):
+        """With ``data.carry_state``: the state carried between training windows (truncated BPTT)."""
+        from hippos.train.carry import StateCarry
+
+        return StateCarry(cfg.data.kv_memory) if cfg.data.carry_state else None
 
     def batches(self, ds, cfg: TrainConfig, epoch: int, start: int, train: bool):
         """Training draws ``data.steps_per_epoch`` random-window batches per epoch (batch ``b`` of
-        the run a pure function of ``(seed, b)``); evaluation walks the non-overlapping windows once."""
-        from hippos.data.text import RandomWindowSampler, SequentialWindowSampler
+        the run a pure function of ``(seed, b)``), or with ``data.carry_state`` the next windows of
+        ``batch_size`` contiguous streams (``StreamWindowSampler``: pass after pass over the text,
+        each pass shifted); evaluation walks the non-overlapping windows once."""
+        from hippos.data.text import RandomWindowSampler, SequentialWindowSampler, StreamWindowSampler
 
         if not train:
             return SequentialWindowSampler(ds, cfg.batch_size)
         spe = cfg.data.steps_per_epoch
+        if cfg.data.carry_state:
+            return StreamWindowSampler(ds, cfg.batch_size, start=epoch * spe + start, n_batches=(epoch + 1) * spe,
+                                       seed=cfg.seed)
         return RandomWindowSampler(len(ds), cfg.batch_size, n_batches=(epoch + 1) * spe, seed=cfg.seed,
                                    start=epoch * spe + start)
