@@ -290,7 +290,7 @@ def load_carry(ckpt_dir: str | os.PathLike) -> dict[str, torch.Tensor] | None:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (a safetensors handle, not a dict)
         for k in json.loads(meta.get("complex", "[]")):
             tensors[k] = torch.view_as_complex(tensors[k])
     except Exception as e:  # safetensors raises its own error types for a damaged file

@@ -341,7 +341,11 @@ class CharLMTask(_LMTask):
         the run a pure function of ``(seed, b)``), or with ``data.carry_state`` the next windows of
         ``batch_size`` contiguous streams (``StreamWindowSampler``: pass after pass over the text,
         each pass shifted); evaluation walks the non-overlapping windows once."""
-        from hippos.data.text import RandomWindowSampler, SequentialWindowSampler, StreamWindowSampler
+        from hippos.data.text import (
+            RandomWindowSampler,
+            SequentialWindowSampler,
+            StreamWindowSampler,
+        )
 
         if not train:
             return SequentialWindowSampler(ds, cfg.batch_size)
