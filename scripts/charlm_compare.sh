@@ -21,7 +21,7 @@
 # --data.carry_state=true, contiguous streams, attention within its window); the table then also
 # reads the test text as one stream (stream bpc, in every run's results.json).
 #
-# JOBS (default 1) runs that many at once, one thread each (23–34 min a run at EPOCHS=2 with 3–5 jobs sharing the 2 cores). A stopped run continues with
+# MODELS="h3 s4d" trains (and tabulates) only those. JOBS (default 1) runs that many at once, one thread each (23–34 min a run at EPOCHS=2 with 3–5 jobs sharing the 2 cores). A stopped run continues with
 #   hippos train --resume OUT_DIR/<model>;  the table alone:  bash scripts/charlm_compare.sh OUT_DIR --table-only
 set -euo pipefail
 OUT=${1:-runs/charlm-compare}
@@ -29,7 +29,7 @@ shift || true
 DATA=${HIPPOS_DATA:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data}
 JOBS=${JOBS:-1}
 EPOCHS=${EPOCHS:-2}
-MODELS="transformer h3 hybrid s4d s4d-linear"
+MODELS=${MODELS:-"transformer h3 hybrid s4d s4d-linear"}  # or a subset, in this order
 CARRY_ARGS=()
 if [ "${CARRY:-0}" = 1 ]; then CARRY_ARGS=(--data.carry_state=true); fi
 
