@@ -8,6 +8,8 @@ from hippos.kernels.vandermonde import (
     vandermonde,
     vandermonde_naive,
     vandermonde_real,
+    vandermonde_real_lh,
+    vandermonde_state,
     vandermonde_transpose,
     vandermonde_transpose_naive,
     vandermonde_transpose_real,
@@ -141,3 +143,33 @@ def test_real_arithmetic_products_equal_naive(chunk, lead):
         grads.append(torch.autograd.grad(loss, (s, v, w)))
     for a, b in zip(*grads):
         _close(a, b, 1e-11)
+
+
+@pytest.mark.parametrize("L", [1, 5, 12, 37, 64, 100])
+@pytest.mark.parametrize("chunk", [None, 1, 5, 16])
+def test_layer_layout_products_equal_naive(L, chunk):
+    """The products in the layers' (P, L, H) layout: ``vandermonde_real_lh`` is the naive
+    ``Re Σ_m v_m x_m^l`` transposed, ``vandermonde_state`` the naive ``Σ_l x^{L-1-l} u_l`` (the
+    state a chunk adds: a reversed transpose product, incl. a partial leading block), values and
+    gradients (float64)."""
+    P, H, M = 2, 3, 4
+    s = _nodes(H, M).requires_grad_()
+    v = _randc(P, H, M).requires_grad_()
+    u = torch.randn(P, L, H, dtype=torch.float64, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    fast = (vandermonde_real_lh(v, s, L, chunk=chunk), vandermonde_state(u, s, chunk=chunk))
+    ref = (vandermonde_naive(v, s, L).real.transpose(1, 2), vandermonde_transpose_naive(u.flip(1).transpose(1, 2).to(C128), s))
+    assert fast[0].shape == (P, L, H) and fast[0].is_contiguous() and fast[1].shape == (P, H, M)
+    for a, b in zip(fast, ref):
+        _close(a, b)
+    seed = torch.Generator().manual_seed(4)
+    g0 = torch.randn(fast[0].shape, dtype=torch.float64, generator=seed)
+    g1 = torch.randn(fast[1].shape, dtype=C128, generator=seed)
+    grads = []
+    for out0, out1 in (fast, ref):
+        loss = (out0 * g0).sum() + (out1 * g1.conj()).real.sum()
+        grads.append(torch.autograd.grad(loss, (s, v, u)))
+    for a, b in zip(*grads):
+        _close(a, b, 1e-11)
+    assert vandermonde_state(u[:, :0], s).shape == (P, H, M)
+    with pytest.raises(ValueError, match="real"):
+        vandermonde_state(u.to(C128), s)

@@ -170,3 +170,27 @@ def test_strided_inputs_and_gradients():
 def test_k_rev_is_checked():
     with pytest.raises(ValueError, match="K_rev must be"):
         fft_conv(torch.randn(2, 4, 5), torch.randn(5, 4), K_rev=torch.randn(3, 4))
+
+
+@pytest.mark.parametrize("L, Lk", [(37, 37), (64, 20)])
+def test_precomputed_spectrum_gives_the_same_output_and_gradients(monkeypatch, L, Lk):
+    """``fft_conv(..., spectrum=kernel_spectrum(K, D, K_rev, conv_size(...)))`` (the chunks of a
+    state-passing forward share one) equals computing it inside, values and gradients; the
+    row-blocked kernel_spectrum equals one rfft; a spectrum of the wrong size is refused."""
+    from hippos.ops.fftconv import _circular, conv_size, kernel_spectrum
+
+    monkeypatch.setattr(fftconv, "CPU_BLOCK", 64)  # several row blocks even at these sizes
+    u = torch.randn(2, L, 5, dtype=F64, requires_grad=True)
+    K = torch.randn(5, Lk, dtype=F64, requires_grad=True)
+    D = torch.randn(5, dtype=F64, requires_grad=True)
+    n = conv_size(L, K)
+    with torch.no_grad():
+        spec = kernel_spectrum(K, D, None, n)
+    torch.testing.assert_close(spec, torch.fft.rfft(_circular(K.detach(), D.detach(), None, n), n=n), rtol=1e-12, atol=1e-12)
+    g = torch.randn(2, L, 5, dtype=F64)
+    a = _grads(lambda u, K, D: fft_conv(u, K, D, spectrum=spec), u, K, D, g)
+    b = _grads(fft_conv, u, K, D, g)
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="spectrum must be"):
+        fft_conv(u, K, D, spectrum=spec[:, :-1])

@@ -22,7 +22,7 @@ import torch
 from hippos.discretize import discretize_diag
 from hippos.hippo import DIAG_INITS, diag_init, dplr
 from hippos.kernels.base import SSMKernel, conj_extend, ssm_parameter
-from hippos.kernels.vandermonde import vandermonde_real, vandermonde_transpose_real
+from hippos.kernels.vandermonde import vandermonde_real, vandermonde_real_lh, vandermonde_state
 
 __all__ = ["DiagKernel", "DIAG_DISCRETIZATIONS"]
 
@@ -116,8 +116,7 @@ class DiagKernel(SSMKernel):
         with self._no_autocast():
             log_dA, _, dB, _ = self._discrete(rate)
             L = u.shape[1]
-            w = u.transpose(1, 2).flip(-1)  # (B H L): w_l = u_{L-1-l}
-            return torch.exp(L * log_dA) * x0 + dB * vandermonde_transpose_real(w, log_dA)
+            return torch.exp(L * log_dA) * x0 + dB * vandermonde_state(u, log_dA)  # Σ_l Ā^{L-1-l} u_l: (B H M)
 
     def state_contribution(self, state: torch.Tensor, L: int, rate: float = 1.0) -> torch.Tensor:
         """``y_l = 2·Re Σ_n C_n Ā_n^{l+1} x0_n`` for ``l < L``: ``state: c(B H M)`` -> ``r(B L H)``."""
@@ -125,5 +124,5 @@ class DiagKernel(SSMKernel):
         x0 = self._check_state(state)
         with self._no_autocast():
             log_dA, dA, _, C = self._discrete(rate)
-            return 2 * vandermonde_real(C * dA * x0, log_dA, L).transpose(1, 2)
+            return vandermonde_real_lh(2 * C * dA * x0, log_dA, L)  # (B L H), contiguous
 

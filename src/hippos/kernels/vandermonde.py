@@ -30,6 +30,8 @@ __all__ = [
     "vandermonde",
     "vandermonde_naive",
     "vandermonde_real",
+    "vandermonde_real_lh",
+    "vandermonde_state",
     "vandermonde_transpose",
     "vandermonde_transpose_naive",
     "vandermonde_transpose_real",
@@ -158,6 +160,69 @@ def vandermonde_transpose_real(w: torch.Tensor, log_x: torch.Tensor, chunk: int 
     y = torch.complex(y2[..., :M], y2[..., M:]).reshape(H, P, n, M)
     out = (y * Xi.transpose(-1, -2)[:, None]).sum(2)  # Σ_i x^{iT} (...): (H, P, M)
     return out.transpose(0, 1).reshape(lead + (H, M))
+
+
+def _lh(t: torch.Tensor) -> torch.Tensor:
+    """``r(H, S)`` -> ``r(S, H)`` contiguous: a 2-D transpose of a contiguous matrix, which PyTorch
+    copies in cache-sized tiles (a strided 3-D copy or add misses the cache on every element)."""
+    return t.t().contiguous()
+
+
+def vandermonde_real_lh(v: torch.Tensor, log_x: torch.Tensor, L: int, chunk: int | None = None) -> torch.Tensor:
+    """:func:`vandermonde_real` laid out as the layers' activations: ``v: c(P H M)`` ->
+    ``r(P L H)`` contiguous, ``out[p, l, h] = Re Σ_m v[p, h, m] x_m^l``. One real matmul and one
+    tiled transpose per p (what the state's contribution to a chunk's output needs:
+    ``2·Re Σ_n C_n Ā_n^{l+1} x_n``, added to a ``(B, L, H)`` output without a strided pass)."""
+    if v.dim() != 3:
+        raise ValueError(f"v must be (P, H, M), got {tuple(v.shape)}")
+    L = int(L)
+    T = _block(L, chunk) if chunk is not None or L < 2 else next(
+        (t for t in range(_block(L, None), max(1, _block(L, None) // 2), -1) if L % t == 0), _block(L, None))
+    left, Vj, (_, H, P, n, T) = _left(v, log_x, L, T)
+    right2 = torch.cat([Vj.real, Vj.imag], dim=-2)  # (H, 2M, T)
+    left2 = torch.cat([left.real, -left.imag], dim=-1).view(H, P, n, 2 * log_x.shape[1])  # (H, P, n, 2M)
+    out = right2.new_empty(P, L, H)
+    for p in range(P):  # (the block T divides L where it can: then the copy is a plain tiled transpose)
+        out[p].copy_((left2[:, p] @ right2).view(H, n * T)[:, :L].t())
+    return out
+
+
+def vandermonde_state(u: torch.Tensor, log_x: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """``out[p, h, m] = Σ_l x_m^{L-1-l} u[p, l, h]`` for a real ``u: r(P L H)`` (the layers' layout):
+    the sum a chunk adds to the state, ``x_L = Σ_l Ā^{L-1-l} B̄ u_l``. Returns ``c(P H M)``.
+
+    Blocked like :func:`vandermonde_transpose_real` but reading u as it is: per p one tiled
+    transpose ``(L, H) -> (H, L)``, no flip and no padded copy. With ``L = r + n·T`` (r < T), block i
+    covers ``l = r + iT + j`` with power ``(n-1-i)·T + (T-1-j)``: one real matmul against
+    ``[Re x^{T-1-j}, Im x^{T-1-j}]``, then the block weights ``x^{(n-1-i)T}``; the r leading steps
+    get ``x^{nT} x^{r-1-l}`` from the last r rows of the same matrix."""
+    if not torch.is_tensor(log_x) or not log_x.is_complex() or log_x.dim() != 2:
+        raise TypeError(f"log_x must be a complex (H, M) tensor, got {getattr(log_x, 'dtype', type(log_x))}")
+    H, M = log_x.shape
+    if not torch.is_tensor(u) or u.dim() != 3 or u.shape[-1] != H or u.is_complex():
+        raise ValueError(f"u must be real (P, L, H) with H={H}, got {tuple(getattr(u, 'shape', ()))}")
+    P, L, _ = u.shape
+    if L == 0 or P == 0:
+        return torch.zeros(P, H, M, dtype=log_x.dtype, device=log_x.device) + 0 * u.sum()  # (in the graph of u)
+    T = _block(L, chunk)
+    n, r = L // T, L % T
+    ar = torch.arange(max(T, n + 1), dtype=log_x.real.dtype, device=log_x.device)
+    Vj = _exp(log_x, ar[:T].flip(0))  # (H M T): x^{T-1-j}
+    R = torch.cat([Vj.real, Vj.imag], dim=-2).transpose(-1, -2).contiguous()  # (H, T, 2M)
+    weights = _exp(log_x, ar[: n + 1].flip(0) * T)  # (H M n+1): x^{nT}, x^{(n-1)T}, ..., x^0
+    outs = []
+    for p in range(P):
+        w = _lh(u[p].to(log_x.real.dtype))  # (H, L)
+        out = torch.zeros(H, M, dtype=log_x.dtype, device=log_x.device)
+        if n:
+            y2 = w[:, r:].view(H, n, T) @ R  # (H, n, 2M): Σ_j u_{r+iT+j} x^{T-1-j}
+            y = torch.complex(y2[..., :M], y2[..., M:])
+            out = out + (y * weights[..., 1:].transpose(-1, -2)).sum(1)  # Σ_i x^{(n-1-i)T} (...)
+        if r:
+            h2 = (w[:, None, :r] @ R[:, T - r :])[:, 0]  # (H, 2M): Σ_{l<r} u_l x^{r-1-l}
+            out = out + weights[..., 0] * torch.complex(h2[..., :M], h2[..., M:])
+        outs.append(out)
+    return torch.stack(outs)
 
 
 def vandermonde_naive(v: torch.Tensor, log_x: torch.Tensor, L: int) -> torch.Tensor:

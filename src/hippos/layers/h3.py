@@ -35,7 +35,7 @@ from hippos.kernels import DiagKernel, ShiftKernel
 from hippos.kernels.base import check_state_tensor
 from hippos.ops.checks import check_input_dtype, dtype_error, finish_dtype
 from hippos.ops.chunked import check_chunk_size, resolve_chunk, run_chunked
-from hippos.ops.fftconv import fft_conv
+from hippos.ops.fftconv import conv_size, fft_conv, kernel_spectrum
 
 __all__ = ["H3", "H3State", "H3Stepper"]
 
@@ -177,13 +177,26 @@ class H3(nn.Module):
             return self._forward_pass(u, state, state is not None or return_state)
         K_shift, K_diag = self.shift.cached(T), self.diag.cached(T)  # every chunk's kernels are their prefixes
         keep = state is not None or return_state  # as in S4: no zero state added, no unwanted last state
-        y, s = run_chunked(lambda uc, st, last: self._forward_pass(uc, st, keep or not last, K_shift[:, : uc.shape[1]],
-                                                                     K_diag[:, : uc.shape[1]]), u, T, state)
+        specs = self._spectra(K_shift, K_diag, T) if L > T else None  # and their FFTs, for every full chunk
+
+        def chunk(uc, st, last):
+            n = uc.shape[1]
+            return self._forward_pass(uc, st, keep or not last, K_shift[:, :n], K_diag[:, :n], specs if n == T else None)
+
+        y, s = run_chunked(chunk, u, T, state)
         return y, (s if keep else None)
 
-    def _forward_pass(self, u: torch.Tensor, state: H3State | None, keep: bool, K_shift=None, K_diag=None):
+    @torch.no_grad()  # fft_conv's own backward gives the kernels and D their gradients
+    def _spectra(self, K_shift, K_diag, T: int):
+        """``kernel_spectrum`` of the shift and the (per-entry) diag kernels with their D, at length T."""
+        dtype, E = self.diag.real_dtype, self._entries
+        K = K_diag.repeat_interleave(E, dim=0).to(dtype)
+        return (kernel_spectrum(K_shift.to(dtype), self.D_shift.to(dtype), None, conv_size(T, K_shift)),
+                kernel_spectrum(K, self.D_diag.repeat_interleave(E).to(dtype), None, conv_size(T, K)))
+
+    def _forward_pass(self, u: torch.Tensor, state: H3State | None, keep: bool, K_shift=None, K_diag=None, specs=None):
         """One FFT pass over ``u: r(B L d)`` (checked); ``K_shift, K_diag``: the kernels of length L
-        when the caller has them."""
+        when the caller has them, ``specs`` their spectra (:meth:`_spectra`)."""
         B, L, _ = u.shape
         q, k, v = self.qkv_proj(u).chunk(3, dim=-1)  # (B L d) each
         cdtype = self.diag.real_dtype  # the SSMs' compute dtype: float32, or float64
@@ -194,13 +207,14 @@ class H3(nn.Module):
             kv = y = self._outer(k, v)  # (B 0 H'·E)
         else:
             # shift SSM on k (one channel per feature)
-            k_ssm = fft_conv(k, self.shift.cached(L) if K_shift is None else K_shift, self.D_shift)
+            spec_shift, spec_diag = (None, None) if specs is None else specs
+            k_ssm = fft_conv(k, self.shift.cached(L) if K_shift is None else K_shift, self.D_shift, spectrum=spec_shift)
             if state is not None:
                 k_ssm = k_ssm + self.shift.state_contribution(state.shift, L)
             # diag SSM on the per-head outer products, one kernel per head shared by its h·h entries
             kv = self._outer(k_ssm, v)  # (B L H'·E)
             K = (self.diag.cached(L) if K_diag is None else K_diag).repeat_interleave(E, dim=0)  # (H'·E L)
-            y = fft_conv(kv, K, self.D_diag.repeat_interleave(E))
+            y = fft_conv(kv, K, self.D_diag.repeat_interleave(E), spectrum=spec_diag)
             if state is not None:
                 c = self.diag.state_contribution(self._state_to_rows(state.diag), L)  # (B·E L H')
                 y = y + c.view(B, E, L, self.n_heads).permute(0, 2, 3, 1).reshape(B, L, self.n_heads * E)

@@ -21,7 +21,7 @@ from hippos.kernels import DenseKernel, DiagKernel, DPLRKernel
 from hippos.layers.dropout import SequenceDropout
 from hippos.ops.checks import check_input_dtype, dtype_error, finish_dtype
 from hippos.ops.chunked import check_chunk_size, resolve_chunk, run_chunked
-from hippos.ops.fftconv import fft_conv
+from hippos.ops.fftconv import conv_size, fft_conv, kernel_spectrum
 
 __all__ = ["S4", "MODES", "ACTIVATIONS"]
 
@@ -162,14 +162,24 @@ class S4(nn.Module):
         # state passing: every chunk's kernel is a prefix of the chunk-length one (computed once)
         K = self.kernel.cached(T, rate)
         keep = state is not None or return_state
+        # and so is its spectrum, for every full chunk (the FFT of the kernel costs as much as a chunk's own)
+        spec = None
+        if L > T:
+            with torch.no_grad():  # fft_conv's own backward gives K and D their gradients
+                dtype, D = self.kernel.real_dtype, self.D
+                spec = kernel_spectrum(K.to(dtype), None if D is None else D.to(dtype), None, conv_size(T, K))
+
+        def chunk(uc, s, last):
+            full = uc.shape[1] == T
+            return self._forward_pass(uc, s, rate, keep or not last, K=K[:, : uc.shape[1]], spectrum=spec if full else None)
+
         # a zero state adds nothing to the first chunk; the last chunk's state only if asked for
-        y, x = run_chunked(lambda uc, s, last: self._forward_pass(uc, s, rate, keep or not last, K=K[:, : uc.shape[1]]),
-                           u, T, state)
+        y, x = run_chunked(chunk, u, T, state)
         return y, (x if keep else None)
 
-    def _forward_pass(self, u, state, rate: float, return_state: bool, K=None):
+    def _forward_pass(self, u, state, rate: float, return_state: bool, K=None, spectrum=None):
         """One FFT pass over ``u: r(B L H)`` (already masked and checked); ``K``: the kernel of length
-        L when the caller has it."""
+        L when the caller has it, ``spectrum`` its ``kernel_spectrum`` with D."""
         B, L, _ = u.shape
         uc = u.to(self.kernel.real_dtype)  # the SSM's compute dtype: float32, or float64
         if L == 0:
@@ -178,7 +188,7 @@ class S4(nn.Module):
             # (B L H); a bidirectional layer's anti-causal kernel shares the same FFTs
             # (the kernels are computed once and reused while autograd is off and the weights stay)
             K_rev = self.kernel_rev.cached(L, rate) if self.bidirectional else None
-            z = fft_conv(uc, self.kernel.cached(L, rate) if K is None else K, self.D, K_rev=K_rev)
+            z = fft_conv(uc, self.kernel.cached(L, rate) if K is None else K, self.D, K_rev=K_rev, spectrum=spectrum)
             if state is not None:
                 z = z + self.kernel.state_contribution(state, L, rate=rate)
         next_state = None
