@@ -22,7 +22,11 @@ import torch
 from hippos.discretize import discretize_diag
 from hippos.hippo import DIAG_INITS, diag_init, dplr
 from hippos.kernels.base import SSMKernel, conj_extend, ssm_parameter
-from hippos.kernels.vandermonde import vandermonde_real, vandermonde_real_lh, vandermonde_state
+from hippos.kernels.vandermonde import (
+    vandermonde_real,
+    vandermonde_real_lh,
+    vandermonde_state,
+)
 
 __all__ = ["DiagKernel", "DIAG_DISCRETIZATIONS"]
 
