@@ -21,6 +21,18 @@ def test_bench_long_runs_plots_and_stops_a_layer_past_its_budget(tmp_path, capsy
     assert "stopped after L 2^8" in text and png.stat().st_size > 1000
     assert all(r["working_bytes"] == max(0, r["extra_peak_bytes"] - r["output_bytes"]) for r in res)
 
+    # --keep: re-measure one layer, the other's rows from the earlier --out; other settings refused
+    again = tmp_path / "again.json"
+    argv2 = [a for a in argv if a != "attn_fused"]
+    argv2[argv2.index(str(out))] = str(again)
+    assert main([*argv2, "--keep", str(out)]) == 0
+    merged = json.loads(again.read_text())["results"]
+    assert [(r["kind"], r["L"]) for r in merged] == [("s4d", 256), ("attn_fused", 256)]
+    assert merged[1] == res[1] and merged[0]["times_s"] != res[0]["times_s"]  # kept as it was / measured again
+    assert "| attn_fused |" in capsys.readouterr().out
+    assert main([*argv2, "--keep", str(out), "--d-model", "16"]) == 2
+    assert "measured with" in capsys.readouterr().err
+
 
 def test_state_passing_memory_is_flat_in_L():
     """Working memory (peak minus the output) of an S4D forward in chunks of 2^12 at L 2^14 and

@@ -232,6 +232,28 @@ def run_generate(args) -> list[dict]:
     return results
 
 
+def _kept_rows(path: Path, args) -> list[dict]:
+    """The rows of ``path`` (a ``bench long --out`` JSON) for layers not in ``--layers``, refused
+    when they were measured at other settings."""
+    try:
+        saved = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--keep {str(path)!r}: cannot read it ({e})") from None
+    rows = saved.get("results") if isinstance(saved, dict) else None
+    host = _machine().rsplit(", ", 1)[0]  # (the thread count is per row)
+    if isinstance(rows, list) and not str(saved.get("machine", "")).startswith(host):
+        raise UsageError(f"--keep {str(path)!r} was measured on {saved.get('machine')!r}, this is {host!r}")
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "kind" in r and "L" in r for r in rows):
+        raise UsageError(f"--keep {str(path)!r} is not the JSON of `hippos bench long --out`")
+    want = {"batch": args.batch, "d_model": args.d_model, "d_state": args.d_state, "chunk": args.chunk, "mode": args.mode}
+    for r in rows:
+        other = {k: r.get(k) for k in want if r.get(k) is not None and r.get(k) != want[k]}
+        if other:
+            raise UsageError(f"--keep {str(path)!r} was measured with {other}, this run with "
+                             f"{ {k: want[k] for k in other} }")
+    return [r for r in rows if r["kind"] not in args.layers]
+
+
 def run_long(args) -> list[dict]:
     from hippos.bench.long import fit_slope, long_jobs, plot_long
 
@@ -255,6 +277,14 @@ def run_long(args) -> list[dict]:
             if r["median_s"] > args.time_budget:
                 stopped[kind] = f"stopped after L 2^{job['L'].bit_length() - 1}: {r['median_s']:.0f} s > --time-budget {args.time_budget:g} s"
         results.append(r)
+    if args.keep is not None:  # an earlier --out: its rows of the layers not measured now
+        kept = _kept_rows(args.keep, args)
+        results = sorted(kept + results, key=lambda r: (LONG_KINDS.index(r["kind"]), r["L"]))
+        stopped.update({r["kind"]: r["stopped"] for r in kept if "stopped" in r})
+        for r in kept:
+            if "median_s" in r and r["median_s"] > args.time_budget:
+                stopped.setdefault(r["kind"], f"stopped after L 2^{r['L'].bit_length() - 1}: {r['median_s']:.0f} s > --time-budget {args.time_budget:g} s")
+    kinds = list(dict.fromkeys(r["kind"] for r in results))
     threads = _threads(results)
     what = "forward (inference mode)" if args.mode == "forward" else "forward + backward through the chunks"
     title = (f"{what}, batch {args.batch}, H {args.d_model}, N {args.d_state}, chunks of {args.chunk}; {threads} threads, "
@@ -270,7 +300,7 @@ def run_long(args) -> list[dict]:
               f"{_fmt_gb(r.get('output_bytes', 0))} | {_fmt_gb(r['working_bytes'])} |")
     print("\n| layer | time slope (log-log, L >= 2^16) | working memory at its largest L / at 2^16 | stopped |")
     print("|---|---|---|---|")
-    for kind in args.layers:
+    for kind in kinds:
         ok = [r for r in results if r["kind"] == kind and "median_s" in r]
         big = [r for r in ok if r["L"] >= 1 << 16]
         slope = fit_slope([(r["L"], r["median_s"]) for r in big])
@@ -360,6 +390,8 @@ def add_parser(subparsers) -> None:
     lng.add_argument("--threads", type=positive_int, default=None, help="torch threads in each measurement (default: torch's)")
     lng.add_argument("--allocator", choices=TRAIN_ALLOCATORS, default="thp", help="as in bench layer (default thp)")
     lng.add_argument("--plot", type=Path, default=None, help="save time and memory vs L (log-log) as this PNG")
+    lng.add_argument("--keep", type=Path, default=None, metavar="OUT.json",
+                     help="take the layers not in --layers from this earlier --out (re-measure one layer after a change)")
     for q in (lay, stp, gen, trn, lng):
         q.add_argument("--timeout", type=positive_float, default=900.0, help="seconds per configuration")
         q.add_argument("--out", type=Path, default=None, help="also write the results as JSON")

@@ -288,16 +288,47 @@ def dense_power_products(Ab: torch.Tensor, left: torch.Tensor, right: torch.Tens
 
 
 def dense_state_scan(Ab: torch.Tensor, Bb: torch.Tensor, u: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
-    """``x_L = Ā^L x0 + Σ_{l<L} Ā^{L-1-l} B̄ u_l`` by chunks of ``T = ⌈√L⌉`` (FlashConv §4.2).
+    """``x_L = Ā^L x0 + Σ_{l<L} Ā^{L-1-l} B̄ u_l`` in blocks of ``T = ⌈√L⌉`` (FlashConv §4.2).
 
-    ``Ab: (H N N)``, ``Bb: (H N)``, ``u: r(B L H)``, ``x0: (B H N)`` -> ``(B H N)``. Per chunk
-    ``x ← Ā^T x + M_ux u_chunk`` with ``M_ux = [Ā^{T-1}B̄, ..., B̄]: (H N T)``.
+    ``Ab: (H N N)``, ``Bb: (H N)``, ``u: r(B L H)``, ``x0: (B H N)`` -> ``(B H N)``. With
+    ``L = r + n·T`` (r < T), block i (``l = r + iT + j``) adds ``y_i = Σ_j Ā^{T-1-j} B̄ u_l``: for all
+    blocks at once one matmul of the real inputs, ``(H, B·n, T) @ (H, T, N)`` against
+    ``M_ux = [Ā^{T-1}B̄, ..., B̄]`` (split in real and imaginary parts when complex, so u is never
+    promoted); then ``x ← Ā^T x + y_i`` over the n blocks (Horner: n small matrix-vector products
+    instead of L steps). The r leading steps are one more product with the last r columns.
     """
-    L = u.shape[1]
+    B, L, H = u.shape
     dtype = torch.promote_types(Ab.dtype, x0.dtype)
-    Ab, Bb, x, u = Ab.to(dtype), Bb.to(dtype), x0.to(dtype), u.to(dtype)
+    Ab, Bb, x = Ab.to(dtype), Bb.to(dtype), x0.to(dtype)
     if L == 0:
         return x
+    T = max(1, math.isqrt(L - 1) + 1) if L > 1 else 1
+    n, r = L // T, L % T
+    N = Ab.shape[-1]
+    Mux = _col_powers(Ab, Bb, T).flip(-1)  # (H N T): column j is Ā^{T-1-j} B̄
+    real = u.dtype if not u.is_complex() else None
+    if real is not None and dtype.is_complex:  # [Re M; Im M]: (H, T, 2N), u stays real
+        rdtype = torch.empty((), dtype=dtype).real.dtype
+        R = torch.cat([Mux.real, Mux.imag], dim=1).transpose(1, 2).to(rdtype)
+        w = u.to(rdtype)
+    else:
+        R, w = Mux.transpose(1, 2), u.to(dtype)
+
+    def project(seg: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:  # (B, S, H) -> (B H N) per block
+        out = seg @ cols  # (H, ·, S) @ (H, S, ·)
+        return torch.complex(out[..., :N], out[..., N:]) if out.shape[-1] == 2 * N else out
+
+    wt = w.permute(2, 0, 1)  # (H, B, L), a view
+    if r:  # the r leading steps: Σ_{l<r} Ā^{r-1-l} B̄ u_l, then carried through the n full blocks below
+        head = project(wt[..., :r].contiguous(), R[:, T - r :])  # (H, B, N)
+        x = torch.einsum("hnm,bhm->bhn", torch.linalg.matrix_power(Ab, r), x) + head.transpose(0, 1)
+    if n:
+        blocks = wt[..., r:].reshape(H, B * n, T)  # (H, B·n, T): one copy of u, transposed
+        y = project(blocks, R).view(H, B, n, N)  # Σ_j Ā^{T-1-j} B̄ u_{r+iT+j}
+        AT = torch.linalg.matrix_power(Ab, T)
+        for i in range(n):
+            x = torch.einsum("hnm,bhm->bhn", AT, x) + y[:, :, i].transpose(0, 1)
+    return x
     T = max(1, math.isqrt(L - 1) + 1) if L > 1 else 1
     Mux = _col_powers(Ab, Bb, T).flip(-1)  # (H N T)
     AT = torch.linalg.matrix_power(Ab, T)
