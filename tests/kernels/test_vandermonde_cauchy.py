@@ -120,6 +120,22 @@ def test_bad_arguments():
         cauchy(_randc(2, 4), _randc(2, 4), s)
 
 
+def _same_values_and_gradients(fast, ref, inputs):
+    """``fast = (real product, complex product)`` equals ``ref`` in values and in the gradients of a
+    random linear loss with respect to ``inputs`` (float64)."""
+    for a, b in zip(fast, ref):
+        _close(a, b)
+    seed = torch.Generator().manual_seed(4)
+    g0 = torch.randn(fast[0].shape, dtype=torch.float64, generator=seed)
+    g1 = torch.randn(fast[1].shape, dtype=C128, generator=seed)
+    grads = []
+    for out0, out1 in (fast, ref):
+        loss = (out0 * g0).sum() + (out1 * g1.conj()).real.sum()
+        grads.append(torch.autograd.grad(loss, inputs))
+    for a, b in zip(*grads):
+        _close(a, b, 1e-11)
+
+
 @pytest.mark.parametrize("chunk", [None, 1, 5, 12, 100])
 @pytest.mark.parametrize("lead", [(), (2, 3)])
 def test_real_arithmetic_products_equal_naive(chunk, lead):
@@ -132,17 +148,7 @@ def test_real_arithmetic_products_equal_naive(chunk, lead):
     fast = (vandermonde_real(v, s, L, chunk=chunk), vandermonde_transpose_real(w, s, chunk=chunk))
     ref = (vandermonde_naive(v, s, L).real, vandermonde_transpose_naive(w.to(C128), s))
     assert not fast[0].is_complex() and fast[1].is_complex()
-    for a, b in zip(fast, ref):
-        _close(a, b)
-    seed = torch.Generator().manual_seed(4)
-    g0 = torch.randn(fast[0].shape, dtype=torch.float64, generator=seed)
-    g1 = torch.randn(fast[1].shape, dtype=C128, generator=seed)
-    grads = []
-    for out0, out1 in (fast, ref):
-        loss = (out0 * g0).sum() + (out1 * g1.conj()).real.sum()
-        grads.append(torch.autograd.grad(loss, (s, v, w)))
-    for a, b in zip(*grads):
-        _close(a, b, 1e-11)
+    _same_values_and_gradients(fast, ref, (s, v, w))
 
 
 @pytest.mark.parametrize("L", [1, 5, 12, 37, 64, 100])
@@ -159,17 +165,7 @@ def test_layer_layout_products_equal_naive(L, chunk):
     fast = (vandermonde_real_lh(v, s, L, chunk=chunk), vandermonde_state(u, s, chunk=chunk))
     ref = (vandermonde_naive(v, s, L).real.transpose(1, 2), vandermonde_transpose_naive(u.flip(1).transpose(1, 2).to(C128), s))
     assert fast[0].shape == (P, L, H) and fast[0].is_contiguous() and fast[1].shape == (P, H, M)
-    for a, b in zip(fast, ref):
-        _close(a, b)
-    seed = torch.Generator().manual_seed(4)
-    g0 = torch.randn(fast[0].shape, dtype=torch.float64, generator=seed)
-    g1 = torch.randn(fast[1].shape, dtype=C128, generator=seed)
-    grads = []
-    for out0, out1 in (fast, ref):
-        loss = (out0 * g0).sum() + (out1 * g1.conj()).real.sum()
-        grads.append(torch.autograd.grad(loss, (s, v, u)))
-    for a, b in zip(*grads):
-        _close(a, b, 1e-11)
+    _same_values_and_gradients(fast, ref, (s, v, u))
     assert vandermonde_state(u[:, :0], s).shape == (P, H, M)
     with pytest.raises(ValueError, match="real"):
         vandermonde_state(u.to(C128), s)
