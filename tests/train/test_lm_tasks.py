@@ -137,8 +137,8 @@ def test_model_section_is_typed_by_the_task(tmp_path):
         C.apply_overrides(default_config("ar"), [("model.pool", "mean")])
     with pytest.raises(ValueError, match="did you mean 'model.mixer'"):
         C.apply_overrides(default_config("ar"), [("model.mixr", "s4d")])
-    with pytest.raises(ValueError, match="unknown config key 'model.mixer'"):
-        C.apply_overrides(default_config("delay"), [("model.mixer", "s4d")])
+    with pytest.raises(ValueError, match="unknown config key 'model.attn_layers'"):
+        C.apply_overrides(default_config("delay"), [("model.attn_layers", "[1]")])
     with pytest.raises(TypeError, match="integer"):
         C.apply_overrides(default_config("ih"), [("data.seq_len", "x")])
     C.save_config(ar, tmp_path / "c.json")

@@ -95,6 +95,11 @@ def _check_pos_float(name: str, value) -> float:
     return float(value)
 
 
+#: The step sizes a kernel computes with (:meth:`SSMKernel.dt`): far wider than any init
+#: ([1e-4, 1e-1] in the S4 configs) and than sequence lengths 1 .. 2^22 need, far inside float32.
+DT_RANGE = (1e-7, 1e3)
+LOG_DT_RANGE = (math.log(DT_RANGE[0]), math.log(DT_RANGE[1]))
+
 #: Kernels kept per SSM kernel module by :meth:`SSMKernel.cached` (distinct ``(L, rate)`` pairs).
 KERNEL_CACHE_SIZE = 4
 
@@ -148,8 +153,15 @@ class SSMKernel(nn.Module):
         return torch.view_as_complex(p.to(self.real_dtype))
 
     def dt(self, rate: float = 1.0) -> torch.Tensor:
-        """``Δ/rate: r(H)`` in the compute dtype."""
-        return torch.exp(self._real(self.log_dt)) / _check_pos_float("rate", rate)
+        """``Δ/rate: r(H)`` in the compute dtype, Δ held in :data:`DT_RANGE`.
+
+        The guard against a trained ``log_dt`` running off (the S4 reference's ListOps run turns
+        NaN after an epoch through ``log_dt`` when Δ trains at lr 0.01): ``exp(log Δ)`` overflows
+        float32 past log Δ ≈ 88, and the bilinear ``2/Δ`` does as Δ -> 0. Inside the range nothing
+        changes (value and gradient); outside it Δ stays at the bound.
+        """
+        log_dt = self._real(self.log_dt).clamp(LOG_DT_RANGE[0], LOG_DT_RANGE[1])
+        return torch.exp(log_dt) / _check_pos_float("rate", rate)
 
     # ---- the kernel, reused while nothing changed ------------------------------------------
     def _signature(self) -> tuple:

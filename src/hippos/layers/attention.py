@@ -81,7 +81,8 @@ class KVCache(NamedTuple):
 
 
 class MultiHeadAttention(nn.Module):
-    """Causal multi-head self-attention on ``(B, L, d_model)`` with a KV cache as its state.
+    """Multi-head self-attention on ``(B, L, d_model)``: causal with a KV cache as its state, or
+    (``causal=False``) a bidirectional encoder layer with a padding mask.
 
     Args:
         d_model: model width d.
@@ -96,9 +97,14 @@ class MultiHeadAttention(nn.Module):
             matrix kept when a flash/memory-efficient kernel applies) or ``"materialized"``
             (``softmax(q kᵀ/√d_head + mask) v`` written out, storing the (B, n_heads, L, T+L)
             matrix: the reference, and the S4 paper's Transformer baseline, S4 Table 3).
+        causal: True (the default): position i sees positions <= i, with a KV cache as state.
+            False: an encoder layer (the LRA Transformer baseline, S4 Table 4): every position sees
+            the whole sequence; ``forward(u, lengths=...)`` masks the keys past each sequence's
+            end; no state, no step.
     """
 
-    def __init__(self, d_model: int, n_heads: int, max_len: int | None = None, pos: str = "none", dropout: float = 0.0, impl: str = "fused"):
+    def __init__(self, d_model: int, n_heads: int, max_len: int | None = None, pos: str = "none", dropout: float = 0.0,
+                 impl: str = "fused", causal: bool = True):
         super().__init__()
         for name, value in (("d_model", d_model), ("n_heads", n_heads)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -115,6 +121,9 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if impl not in IMPLS:
             raise ValueError(f"unknown impl {impl!r}; expected one of {', '.join(IMPLS)}")
+        if not isinstance(causal, bool):
+            raise TypeError(f"causal must be True or False, got {causal!r}")
+        self.causal = causal
         self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
         self.max_len, self.pos, self.dropout, self.impl = max_len, pos, dropout, impl
         self.qkv = nn.Linear(d_model, 3 * d_model)
@@ -124,7 +133,8 @@ class MultiHeadAttention(nn.Module):
             nn.init.normal_(self.pos_emb.weight, std=0.02)
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, n_heads={self.n_heads}, max_len={self.max_len}, pos={self.pos!r}, impl={self.impl!r}"
+        return (f"d_model={self.d_model}, n_heads={self.n_heads}, max_len={self.max_len}, pos={self.pos!r}, "
+                f"impl={self.impl!r}, causal={self.causal}")
 
     # ------------------------------------------------------------------ helpers
     def _check(self, u: torch.Tensor, dims: int, what: str) -> None:
@@ -184,13 +194,18 @@ class MultiHeadAttention(nn.Module):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
 
     # ------------------------------------------------------------------ both views
-    def forward(self, u: torch.Tensor, state: KVCache | None = None, return_state: bool = False):
+    def forward(self, u: torch.Tensor, state: KVCache | None = None, return_state: bool = False,
+                lengths: torch.Tensor | None = None):
         """``u: r(B L d)`` -> ``(y: r(B L d), next_state: KVCache | None)``.
 
         ``state``: the cache of the tokens before ``u[:, 0]``; ``next_state`` (returned when a
         state is passed or ``return_state`` is set) is it grown by the L new keys and values.
+        ``lengths: long(B)``: the valid steps of each sequence; a causal layer needs no mask (the
+        padding comes after every valid position), an encoder (``causal=False``) masks those keys.
         """
         self._check(u, 3, "forward")
+        if not self.causal:
+            return self._encode(u, lengths, state, return_state), None
         B, L, d = u.shape
         T = 0 if state is None else self._check_state(state, B).length
         if self.max_len is not None and T + L > self.max_len:
@@ -219,8 +234,39 @@ class MultiHeadAttention(nn.Module):
             cache = KVCache(k, v)
         return y, cache
 
+    def _encode(self, u: torch.Tensor, lengths: torch.Tensor | None, state, return_state: bool) -> torch.Tensor:
+        """The encoder view (``causal=False``): ``u: r(B L d)`` -> ``r(B L d)``, each position
+        attending to the valid keys of its own sequence (``lengths``; all L when None)."""
+        if state is not None or return_state:
+            raise ValueError("a bidirectional (causal=False) attention layer has no state: every position sees the whole sequence")
+        B, L, d = u.shape
+        if self.max_len is not None and L > self.max_len:
+            raise ValueError(f"sequence of {L} tokens exceeds max_len={self.max_len}")
+        if self.pos_emb is not None:
+            u = u + self.pos_emb(torch.arange(L, device=u.device)).to(u.dtype)
+        q, k, v = self.qkv(u).view(B, L, 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4)  # 3 × (B nh L dh)
+        mask = None
+        if lengths is not None:
+            if lengths.shape != (B,) or (lengths < 1).any() or (lengths > L).any():
+                raise ValueError(f"lengths must be (B,) = ({B},) with values in [1, {L}], got {lengths}")
+            mask = (torch.arange(L, device=u.device)[None, :] < lengths[:, None])[:, None, None, :]  # (B 1 1 L) valid keys
+        dropout = self.dropout if self.training else 0.0
+        if self.impl == "materialized":
+            scores = q @ k.transpose(-1, -2) / math.sqrt(self.d_head)  # (B nh L L)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            o = F.dropout(scores.softmax(-1), dropout, training=dropout > 0) @ v
+        else:
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)  # (B nh L dh)
+        return self.out_proj(o.transpose(1, 2).reshape(B, L, d))
+
+    def _no_step(self) -> None:
+        if not self.causal:
+            raise ValueError("a bidirectional (causal=False) attention layer has no recurrent view: use forward on whole sequences")
+
     def default_state(self, batch_size: int) -> KVCache:
         """The empty cache: ``keys, values: r(B n_heads 0 d_head)`` (B = 0 allowed)."""
+        self._no_step()
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
             raise ValueError(f"batch_size must be an integer >= 0, got {batch_size!r}")
         w = self.qkv.weight
@@ -233,6 +279,7 @@ class MultiHeadAttention(nn.Module):
 
     def step(self, u_t: torch.Tensor, state: KVCache, params=None):
         """One token: ``u_t: r(B d)`` -> ``(y_t: r(B d), cache grown by one)``; O(T·d)."""
+        self._no_step()
         self._check(u_t, 2, "step")
         y, next_state = self.forward(u_t[:, None], state)
         return y[:, 0], next_state

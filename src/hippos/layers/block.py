@@ -11,7 +11,8 @@ post-norm::
     x = norm(x + drop(mixer(x)))
     x = mlp_norm(x + mlp(x))                      # only when mlp_expand > 0
 
-``norm`` is LayerNorm, BatchNorm over channels, or none. ``drop`` is
+``norm`` is LayerNorm, BatchNorm over channels (its statistics over the valid steps when
+``lengths`` is given), or none. ``drop`` is
 :class:`~hippos.layers.dropout.SequenceDropout` (``tie_dropout``: one mask per channel, shared
 along the sequence); ``mlp`` is the GELU MLP of :mod:`hippos.layers.mlp`, with dropout on its
 output (``mlp_dropout``, default ``dropout``). An S4 classifier block is ``mlp_expand=0``; an
@@ -31,18 +32,48 @@ from torch import nn
 from hippos.layers.dropout import SequenceDropout
 from hippos.layers.mlp import MLP
 
-__all__ = ["Block", "NORMS", "make_norm"]
+__all__ = ["NORMS", "Block", "make_norm", "normed"]
 
 NORMS = ("layer", "batch", "none")
 
 
 class _BatchNormBLH(nn.BatchNorm1d):
-    """BatchNorm over channels of ``(B, L, H)`` (or ``(B, H)`` when stepping)."""
+    """BatchNorm over channels of ``(B, L, H)`` (or ``(B, H)`` when stepping).
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 3:
+    With ``lengths: long(B)`` in training mode, the batch statistics (and the running ones) are
+    taken over the valid steps only, so the padding of a variable-length batch (zeros, or
+    whatever a layer made of them) does not shift the normalization of the real steps: a
+    sequence's output does not depend on how long the other sequences of its batch are.
+    """
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if x.dim() != 3:
+            return super().forward(x)
+        L = x.shape[1]
+        if lengths is None or not self.training or bool((lengths >= L).all()):
             return super().forward(x.transpose(1, 2)).transpose(1, 2)
-        return super().forward(x)
+        valid = (torch.arange(L, device=x.device)[None, :] < lengths[:, None])[..., None]  # (B L 1)
+        n = valid.sum()
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))  # half precision: statistics in float32
+        mean = (xf * valid).sum((0, 1)) / n  # (H)
+        var = (((xf - mean) * valid) ** 2).sum((0, 1)) / n  # (H) biased, as BatchNorm normalizes with
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked + 1)
+                self.running_mean.lerp_(mean.to(self.running_mean.dtype), m)
+                self.running_var.lerp_((var * n / max(int(n) - 1, 1)).to(self.running_var.dtype), m)  # unbiased, as torch
+                self.num_batches_tracked.add_(1)
+        y = (xf - mean) * torch.rsqrt(var + self.eps)
+        if self.affine:
+            y = y * self.weight + self.bias
+        return y.to(x.dtype)
+
+
+def normed(norm: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """``norm(x)``, with the valid ``lengths`` for a BatchNorm (masked statistics)."""
+    if lengths is not None and isinstance(norm, _BatchNormBLH):
+        return norm(x, lengths)
+    return norm(x)
 
 
 def make_norm(kind: str, d_model: int) -> nn.Module:
@@ -82,8 +113,8 @@ class Block(nn.Module):
         mlp_dropout: dropout on the MLP's output; None: ``dropout``.
 
     Keyword arguments of :meth:`forward` that the mixer's ``forward`` does not take are looked
-    up once, here: ``lengths`` is dropped for such a mixer (the mixers without it, attention and
-    H3, are causal: padding after a sequence's end cannot reach its positions), and ``rate``
+    up once, here: ``lengths`` is dropped for such a mixer (the mixer without it, H3, is causal:
+    padding after a sequence's end cannot reach its positions), and ``rate``
     must then be 1 (a mixer without a step size cannot be resampled).
     """
 
@@ -129,23 +160,23 @@ class Block(nn.Module):
             raise ValueError(f"{type(self.mixer).__name__} has no sampling rate: rate must be 1.0, got {rate!r}")
         return kwargs
 
-    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
+    def _mlp(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         if self.mlp is None:
             return x
         if self.prenorm:
-            return x + self.mlp(self.mlp_norm(x))
-        return self.mlp_norm(x + self.mlp(x))
+            return x + self.mlp(normed(self.mlp_norm, x, lengths))
+        return normed(self.mlp_norm, x + self.mlp(x), lengths)
 
     def forward(self, x: torch.Tensor, state=None, *, lengths: torch.Tensor | None = None, rate: float = 1.0, return_state: bool = False):
         """``x: r(B L H)`` -> ``(y: r(B L H), next_state)``; ``state``, ``lengths``, ``rate`` and
         ``return_state`` go to the mixer (those it takes, see the class docstring)."""
         kwargs = self._mixer_kwargs(lengths, rate, return_state)
-        z = self.norm(x) if self.prenorm else x
+        z = normed(self.norm, x, lengths) if self.prenorm else x
         z, next_state = self.mixer(z, state=state, **kwargs)
         x = x + self.dropout(z)
         if not self.prenorm:
-            x = self.norm(x)
-        return self._mlp(x), next_state
+            x = normed(self.norm, x, lengths)
+        return self._mlp(x, lengths), next_state
 
     def default_state(self, batch_size: int):
         return self.mixer.default_state(batch_size)

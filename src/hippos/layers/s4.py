@@ -13,6 +13,8 @@ discretized parameters come from the pure :meth:`S4.setup_step`, cached by the c
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -52,6 +54,7 @@ class S4(nn.Module):
         dt_min, dt_max: range of the log-uniform initial step Δ per channel.
         lr: learning rate hinted on the SSM parameters (no weight decay on them): None (default)
             lets the trainer use ``min(lr, 1e-3)``, a number is used as given.
+        dt_lr: the learning rate of log Δ alone; None (default): as ``lr``.
         dropout: dropout after the activation.
         tie_dropout: one dropout mask per (sequence, channel), shared along L (the S4
             reference's ``DropoutNd``); else element-wise.
@@ -79,6 +82,7 @@ class S4(nn.Module):
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
         lr: float | None = None,
+        dt_lr: float | None = None,
         dropout: float = 0.0,
         tie_dropout: bool = False,
         activation: str = "gelu",
@@ -97,6 +101,12 @@ class S4(nn.Module):
         kernel_args = (mode, d_model, d_state, init, disc, dt_min, dt_max, lr, l_max)
         self.kernel = _make_kernel(*kernel_args)
         self.kernel_rev = _make_kernel(*kernel_args) if bidirectional else None
+        if dt_lr is not None:  # Δ at its own rate (the S4 LRA N-4 configs train it at the global lr)
+            if isinstance(dt_lr, bool) or not isinstance(dt_lr, (int, float)) or not math.isfinite(dt_lr) or dt_lr <= 0:
+                raise ValueError(f"dt_lr must be None or a finite number > 0, got {dt_lr!r}")
+            for k in (self.kernel, self.kernel_rev):
+                if k is not None:
+                    k.log_dt._optim = {"lr": float(dt_lr), "weight_decay": 0.0}
         self.D = nn.Parameter(torch.randn(d_model))
         self.activation = ACTIVATIONS[activation]()
         self.dropout = SequenceDropout(dropout, tie=tie_dropout)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["ModelConfig"]
+__all__ = ["MODEL_MIXERS", "ModelConfig"]
+
+#: ``ModelConfig.mixer``: the S4 layer of ``mode``, or self-attention (the Transformer baseline).
+MODEL_MIXERS = ("ssm", "attention")
 
 
 @dataclass
@@ -16,6 +19,13 @@ class ModelConfig:
     ``"dense"`` (LSSL, any A). ``init`` is the HiPPO measure for dplr/dense (``legs``, ``legt``,
     ``fout``, ``lagt``, or ``random`` for dense) or the diagonal init for diag (``legs``,
     ``inv``, ``lin``, ``real``, ``random``).
+
+    ``mixer="attention"`` swaps every S4 layer for multi-head self-attention (``n_heads``,
+    learned absolute positions up to ``l_max``; ``bidirectional`` makes it an encoder that sees
+    the whole sequence, padding masked out): the Transformer baseline of the S4 LRA table, with an
+    MLP of ``mlp_expand`` × ``d_model`` in each block as a Transformer has. ``vocab_size > 0``
+    reads token ids ``long(B L)`` through an embedding instead of ``r(B L d_input)`` through a
+    linear encoder (ListOps, byte-level text).
     """
 
     d_input: int = 1
@@ -29,6 +39,7 @@ class ModelConfig:
     dt_min: float = 1e-3
     dt_max: float = 1e-1
     ssm_lr: float | None = None  # SSM parameters' learning rate; None: min(lr, 1e-3), a number: used as given
+    dt_lr: float | None = None  # log Δ's learning rate; None: as ssm_lr (the S4 LRA N-4 configs: the global lr)
     dropout: float = 0.0
     tie_dropout: bool = False  # one mask per (sequence, channel), shared along L
     activation: str = "gelu"
@@ -38,6 +49,10 @@ class ModelConfig:
     prenorm: bool = True
     pool: str = "mean"  # "mean" or "last"
     l_max: int = 1024  # sequence length the DPLR kernel is set up for (longer ones cost more each call; kernel.grow)
+    vocab_size: int = 0  # > 0: the input is token ids long(B L) read through an embedding; 0: r(B L d_input)
+    mixer: str = "ssm"  # "ssm" (the S4 layer of mode) or "attention" (Transformer baseline)
+    n_heads: int = 4  # attention heads (mixer="attention")
+    mlp_expand: int = 0  # hidden width of a per-block MLP as a multiple of d_model; 0: none (the S4 block)
 
     def validate(self) -> ModelConfig:
         """Raise ``ValueError`` naming the first field that does not fit; return self.
@@ -61,8 +76,13 @@ class ModelConfig:
         def is_num(v) -> bool:
             return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
-        for name in ("d_input", "n_classes", "d_model", "n_layers", "d_state", "l_max"):
+        for name in ("d_input", "n_classes", "d_model", "n_layers", "d_state", "l_max", "n_heads"):
             need(is_int(getattr(self, name)) and getattr(self, name) >= 1, name, "an integer >= 1")
+        for name in ("vocab_size", "mlp_expand"):
+            need(is_int(getattr(self, name)) and getattr(self, name) >= 0, name, "an integer >= 0")
+        need(self.mixer in MODEL_MIXERS, "mixer", f"one of {', '.join(map(repr, MODEL_MIXERS))}")
+        if self.mixer == "attention":
+            need(self.d_model % self.n_heads == 0, "n_heads", f"a divisor of d_model={self.d_model}")
         need(self.mode in MODES, "mode", f"one of {', '.join(map(repr, MODES))}")
         if self.mode != "dense":
             need(self.d_state % 2 == 0, "d_state", f"even for mode={self.mode!r} (N/2 conjugate modes are kept)")
@@ -73,7 +93,9 @@ class ModelConfig:
             need(self.disc in discs, "disc", f"one of {', '.join(map(repr, discs))} for mode={self.mode!r}")
         need(is_num(self.dt_min) and self.dt_min > 0, "dt_min", "a finite number > 0")
         need(is_num(self.dt_max) and self.dt_max >= self.dt_min, "dt_max", f"a finite number >= dt_min={self.dt_min}")
-        need(self.ssm_lr is None or (is_num(self.ssm_lr) and self.ssm_lr > 0), "ssm_lr", "None or a finite number > 0")
+        for name in ("ssm_lr", "dt_lr"):
+            need(getattr(self, name) is None or (is_num(getattr(self, name)) and getattr(self, name) > 0), name,
+                 "None or a finite number > 0")
         need(is_num(self.dropout) and 0 <= self.dropout < 1, "dropout", "in [0, 1)")
         need(self.activation in ACTIVATIONS, "activation", f"one of {', '.join(map(repr, ACTIVATIONS))}")
         need(self.output in ("glu", "linear"), "output", "'glu' or 'linear'")

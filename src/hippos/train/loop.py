@@ -55,6 +55,7 @@ __all__ = ["METRICS_FIELDS", "EpochBatches", "default_out_dir", "epoch_order", "
            "seed_everything", "train"]
 
 PLOT_EVERY_S = 30.0  # drawing costs ~0.2-1 s: short epochs (the synthetic tasks: ~2 s) must not wait on it
+MAX_BAD_GRADS = 10  # non-finite gradients in a row (each update skipped) before a run is stopped as diverged
 PROGRESS_EVERY_S = 10.0  # without a progress bar: a line of progress at most this often (0: none)
 
 
@@ -363,6 +364,7 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
             model.train()
             t_window, n_window = time.perf_counter(), 0
             sampler = task.batches(data.train, cfg, epoch, state["batch_in_epoch"], True)
+            bad_grads = 0  # updates skipped in a row for a non-finite gradient
             for i, batch in enumerate(_loader(data.train, sampler, cfg, epoch, device)):
                 x, y, lengths = _unpack(batch, device)
                 factor = lr_factor(state["step"], total_steps, warmup_steps, cfg.min_lr_ratio, cfg.schedule)
@@ -378,9 +380,17 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
                                      "(try a lower lr or grad_clip)")
                 optimizer.zero_grad(set_to_none=True)
                 r.loss.backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+                if torch.isfinite(grad_norm):
+                    optimizer.step()
+                    bad_grads = 0
+                else:  # one inf/NaN gradient would poison every parameter through AdamW's moments: skip the update
+                    bad_grads += 1
+                    say(f"step {state['step'] + 1}: non-finite gradient norm ({grad_norm.item()}), update skipped "
+                        f"({bad_grads} in a row)")
+                    if bad_grads >= MAX_BAD_GRADS:
+                        raise ValueError(f"training diverged: {bad_grads} non-finite gradients in a row at step "
+                                         f"{state['step'] + 1} (try a lower lr or grad_clip)")
                 if carry is not None:
                     carry.keep(r.state)
 

@@ -9,6 +9,10 @@
 ``ar``, ``ih`` H3 associative recall and induction head (language models, H3 Table 2)
 ``charlm``     character-level language model on a text file (Tiny Shakespeare by default)
 ``fsdd``       spoken digits from raw audio (FSDD); ``audio``: your own folder of WAV files
+``listops``,   Long Range Arena at CPU scale (``hippos.train.tasks.lra``): ListOps and Pathfinder
+``lra-text``,  generated, IMDB reviews as bytes, grayscale CIFAR (a 4,000-image subset); S4 N 4 /
+``pathfinder``, N 64 with BatchNorm, bidirectional, mean pooling; ``hippos lra`` trains the table
+``lra-image``
 =============  =====================================================================================
 
 The ``Task`` API they implement is ``hippos.train.task``.
@@ -19,6 +23,7 @@ from hippos.train.tasks.classify import ClassifyTask
 from hippos.train.tasks.delay import DelayTask
 from hippos.train.tasks.forecast import ForecastTask
 from hippos.train.tasks.lm import CharLMTask, SyntheticLMTask
+from hippos.train.tasks.lra import LRA_TASKS
 from hippos.train.tasks.mnist import MnistTask
 
 __all__ = ["BUILTIN_TASKS"]
@@ -34,4 +39,5 @@ BUILTIN_TASKS = (
     CharLMTask(),
     FsddTask(),
     UserAudioTask(),
+    *LRA_TASKS,
 )
