@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def cached_arrays(name: str, params: dict, build: Callable[[], dict[str, np.ndar
     """The arrays of the generated set ``name`` with ``params``: read from the cache, or made by
     ``build()`` (which must be a pure function of ``params``), saved, then returned.
 
-    ``log`` (e.g. ``print``) hears one line when a set is generated and where it went.
+    ``log`` (e.g. ``print``) hears where a set is generated and, when it is done, how long it took.
     """
     if not name.replace("-", "").replace("_", "").isalnum():
         raise ValueError(f"generated set name must be letters, digits, '-' or '_', got {name!r}")
@@ -85,7 +86,10 @@ def cached_arrays(name: str, params: dict, build: Callable[[], dict[str, np.ndar
         return _load(folder, params)
     if log is not None:
         log(f"generating {name} ({_canonical(params)}) into {folder}")
+    t0 = time.perf_counter()
     arrays = build()
+    if log is not None:
+        log(f"generated {name} in {time.perf_counter() - t0:.0f} s")
     if not isinstance(arrays, dict) or not all(isinstance(v, np.ndarray) for v in arrays.values()):
         raise TypeError(f"build() must return a dict of numpy arrays, got {type(arrays).__name__}")
     folder.parent.mkdir(parents=True, exist_ok=True)

@@ -82,28 +82,10 @@ def _plan(cfg) -> str:
     return plan_run(absolute_paths(cfg), lambda key, wanted: key in _FILLED)
 
 
-def _train_arm(cfg, plan: str, log_path: Path, echo) -> dict:
-    from hippos.train.loop import train
-
-    name = Path(cfg.out_dir).name
-    with open(log_path, "a") as logf:
-        def log(msg: str) -> None:
-            logf.write(f"[{name}] {msg}\n")
-            logf.flush()
-
-        def on_epoch(info) -> None:
-            val = info.get("val") or {}
-            acc = f", val acc {100 * val['acc']:.1f}%" if val.get("acc") is not None else ""
-            echo(f"  {name}: epoch {info['epoch']}/{info['epochs']}, train loss {info['train']['loss']:.3f}{acc}, "
-                 f"{info['elapsed_s'] / 60:.1f} min")
-
-        log(f"== {plan}")
-        return train(cfg, resume=plan == "resume", force=plan == "restart", progress=False, log=log, on_epoch=on_epoch)
-
-
 def run_lra(tasks=TASKS, models=MODELS, out_dir="runs/lra", *, echo=print, **options) -> dict:
     """Train (or resume, or skip) every (task, model) arm in order, write ``lra.md`` / ``lra.json`` into
     ``out_dir`` after each arm and return the summary. ``options`` go to :func:`arm_config`."""
+    from hippos.experiments.plan import PLAN_WORDS, train_arm
     out_dir = Path(out_dir)
     cfgs = [arm_config(t, m, out_dir, **options) for t in tasks for m in models]
     plans = [_plan(c) for c in cfgs]  # every conflict is found before anything runs
@@ -112,10 +94,10 @@ def run_lra(tasks=TASKS, models=MODELS, out_dir="runs/lra", *, echo=print, **opt
     summary = _summary(tasks, models, options, _all_arms(out_dir), 0.0)
     for i, (cfg, plan) in enumerate(zip(cfgs, plans), start=1):
         name = Path(cfg.out_dir).name
-        what = {"done": "already trained", "resume": "resuming", "fresh": "training", "restart": "restarting"}[plan]
+        what = PLAN_WORDS[plan]
         echo(f"[{i}/{len(cfgs)}] {name}: {what} ({cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''})")
         results = json.loads((Path(cfg.out_dir) / "results.json").read_text()) if plan == "done" else \
-            _train_arm(cfg, plan, out_dir / LOG, echo)
+            train_arm(cfg, plan, out_dir / LOG, echo)
         runs = _all_arms(out_dir)  # this invocation's and any other arm trained into out_dir
         summary = _summary(tasks, models, options, runs, time.perf_counter() - t0)
         (out_dir / SUMMARY_JSON).write_text(json.dumps(summary, indent=2) + "\n")
@@ -156,12 +138,10 @@ def _summary(tasks, models, options, runs: list[dict], wall: float) -> dict:
             "wall_time_s": round(wall, 1)}
 
 
-def _duration(s: float) -> str:
-    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
-
-
 def table_markdown(summary: dict) -> str:
     """The table: test accuracy of every arm (best-validation weights), beside the paper's."""
+    from hippos.experiments.plan import duration
+
     head = ["task", "model", "layers × H × N", "params", "epochs", "steps", "train time", "val acc", "test acc", "paper"]
     lines = ["# Long Range Arena at CPU scale", "",
              ("Test accuracy (%) of the weights with the best validation accuracy. Paper: S4 (arXiv 2111.00396) "
@@ -173,8 +153,8 @@ def table_markdown(summary: dict) -> str:
         pct = (lambda v: "—" if v is None else f"{v:.1f}")
         shape = f"{r['n_layers']} × {r['d_model']}" + (f" × {r['d_state']}" if r["model"] != "transformer" else "")
         cells = [TASK_TITLES[r["task"]], MODEL_TITLES[r["model"]], shape, f"{r['params']:,}",
-                 str(r["epochs"]) + ("" if r["complete"] else f" of {r['planned_epochs']} (cut)"), f"{r['steps']:,}", _duration(r["train_time_s"]),
+                 str(r["epochs"]) + ("" if r["complete"] else f" of {r['planned_epochs']} (cut)"), f"{r['steps']:,}", duration(r["train_time_s"]),
                  pct(r["best_val_acc"]), pct(r["test_acc"]), "—" if paper is None else f"{paper:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"This invocation's wall time {_duration(summary['wall_time_s'])}.", ""]
+    lines += ["", f"This invocation's wall time {duration(summary['wall_time_s'])}.", ""]
     return "\n".join(lines)

@@ -1,5 +1,6 @@
-"""What an experiment command (``hippos synthetics``, ``hippos speech``) does with one arm's run
-directory: start it, resume it, skip it, or refuse it because it holds a run of another config."""
+"""What an experiment command (``hippos synthetics``, ``hippos speech``, ``hippos lra``) does with one
+arm's run directory: start it, resume it, skip it, or refuse it because it holds a run of another
+config (``plan_run``); then train it with its lines in the command's log (``train_arm``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from pathlib import Path
 from hippos.train import checkpoint as ckpt_io
 from hippos.train.config import RESUME_MUTABLE, config_to_dict, flat_config, load_config
 
-__all__ = ["plan_run"]
+__all__ = ["PLAN_WORDS", "duration", "plan_run", "train_arm"]
+
+#: How a command announces each plan.
+PLAN_WORDS = {"done": "already trained", "resume": "resuming", "fresh": "training", "restart": "restarting"}
 
 
 def plan_run(cfg, ignore: Callable[[str, object], bool] = lambda key, wanted: False) -> str:
@@ -35,3 +39,29 @@ def plan_run(cfg, ignore: Callable[[str, object], bool] = lambda key, wanted: Fa
     if results.is_file() and json.loads(results.read_text()).get("complete"):
         return "done"
     return "resume" if ckpt_io.find_checkpoint(run_dir) is not None else "restart"
+
+
+def train_arm(cfg, plan: str, log_path: Path, echo) -> dict:
+    """Train (``"fresh"``), resume (``"resume"``) or restart (``"restart"``) the run of ``cfg``: the
+    trainer's lines go to ``log_path`` prefixed ``[<run name>]``, one line per epoch to ``echo``."""
+    from hippos.train.loop import train
+
+    name = Path(cfg.out_dir).name
+    with open(log_path, "a") as logf:
+        def log(msg: str) -> None:
+            logf.write(f"[{name}] {msg}\n")
+            logf.flush()
+
+        def on_epoch(info) -> None:
+            val = info.get("val") or {}
+            acc = f", val acc {100 * val['acc']:.1f}%" if val.get("acc") is not None else ""
+            echo(f"  {name}: epoch {info['epoch']}/{info['epochs']}, train loss {info['train']['loss']:.3f}{acc}, "
+                 f"{info['elapsed_s'] / 60:.1f} min")
+
+        log(f"== {plan}")
+        return train(cfg, resume=plan == "resume", force=plan == "restart", progress=False, log=log, on_epoch=on_epoch)
+
+
+def duration(s: float) -> str:
+    """``"42 s"``, ``"17 min"`` or ``"2.5 h"``."""
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"

@@ -121,29 +121,11 @@ def evaluate_arm(run_dir, evals=EVALS) -> dict:
     return out
 
 
-def _train_arm(cfg, plan: str, log_path: Path, echo) -> dict:
-    from hippos.train.loop import train
-
-    name = Path(cfg.out_dir).name
-    with open(log_path, "a") as logf:
-        def log(msg: str) -> None:
-            logf.write(f"[{name}] {msg}\n")
-            logf.flush()
-
-        def on_epoch(info) -> None:
-            val = info.get("val") or {}
-            acc = f", val acc {100 * val['acc']:.1f}%" if val.get("acc") is not None else ""
-            echo(f"  {name}: epoch {info['epoch']}/{info['epochs']}, train loss {info['train']['loss']:.3f}{acc}, "
-                 f"{info['elapsed_s'] / 60:.1f} min")
-
-        log(f"== {plan}")
-        return train(cfg, resume=plan == "resume", force=plan == "restart", progress=False, log=log, on_epoch=on_epoch)
-
-
 def run_speech(models=MODELS, splits=SPLITS, out_dir="runs/speech", *, echo=print, **options) -> dict:
     """Train (or resume, or skip) every (split, model) arm, evaluate each at every rate of ``EVALS``,
     write ``speech.md`` / ``speech.json`` into ``out_dir`` and return the summary. ``options`` go to
     :func:`arm_config` (``epochs``, ``smoke``, ``seed``, ``data_dir``, ``device``, ``num_threads``, ``overrides``)."""
+    from hippos.experiments.plan import PLAN_WORDS, train_arm
     from hippos.experiments.synthetics import median_epoch_seconds
 
     out_dir = Path(out_dir)
@@ -154,12 +136,12 @@ def run_speech(models=MODELS, splits=SPLITS, out_dir="runs/speech", *, echo=prin
     runs = []
     for i, (cfg, plan) in enumerate(zip(cfgs, plans), start=1):
         name = Path(cfg.out_dir).name
-        what = {"done": "already trained", "resume": "resuming", "fresh": "training", "restart": "restarting"}[plan]
+        what = PLAN_WORDS[plan]
         echo(f"[{i}/{len(cfgs)}] {name}: {what} ({cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''})")
         if plan == "done":
             results = json.loads((Path(cfg.out_dir) / "results.json").read_text())
         else:
-            results = _train_arm(cfg, plan, out_dir / LOG, echo)
+            results = train_arm(cfg, plan, out_dir / LOG, echo)
         echo(f"[{i}/{len(cfgs)}] {name}: evaluating at " + ", ".join(c for c, _, _ in EVALS))
         accs = evaluate_arm(cfg.out_dir)
         saved = json.loads((Path(cfg.out_dir) / "config.json").read_text())
@@ -188,12 +170,10 @@ def run_speech(models=MODELS, splits=SPLITS, out_dir="runs/speech", *, echo=prin
     return summary
 
 
-def _duration(s: float) -> str:
-    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
-
-
 def table_markdown(summary: dict) -> str:
     """The table: every arm's test accuracy at each rate, beside the S4 paper's SC10 numbers."""
+    from hippos.experiments.plan import duration
+
     cols = [c for c, _, _ in EVALS]
     rates = sorted({r["sample_rate"] for r in summary["runs"]})
     trained = ", ".join(f"{r} Hz" for r in rates) or "—"
@@ -211,7 +191,7 @@ def table_markdown(summary: dict) -> str:
     ]
     order = {(s, m): k for k, (s, m) in enumerate((s, m) for s in SPLITS for m in MODELS)}
     for r in sorted(summary["runs"], key=lambda r: order[(r["split"], r["model"])]):
-        cells = [r["split"], MODEL_TITLES[r["model"]], f"{r['params']:,}", str(r["epochs"]), _duration(r["train_time_s"]),
+        cells = [r["split"], MODEL_TITLES[r["model"]], f"{r['params']:,}", str(r["epochs"]), duration(r["train_time_s"]),
                  f"{r['s_per_epoch']:.0f}"] + [f"{r['acc'][c]:.1f}" if c in r["acc"] else "—" for c in cols]
         lines.append("| " + " | ".join(cells) + " |")
     paper = ["SC10 (paper, 16 kHz)", "S4", "—", "200", "", ""] + [
@@ -224,7 +204,7 @@ def table_markdown(summary: dict) -> str:
         "its 0.5× is every second sample (8 kHz) with Δ doubled, no retraining. FSDD (8 kHz, 6 speakers) is a "
         "stand-in: the official split shares speakers between train and test (easier than SC10), the speaker split "
         "tests a voice never heard."),
-        f"This invocation's wall time {_duration(summary['wall_time_s'])}.",
+        f"This invocation's wall time {duration(summary['wall_time_s'])}.",
         "",
     ]
     return "\n".join(lines)

@@ -10,8 +10,9 @@
 **Models** (REFERENCE.md §4, the S4 repo's ``configs/experiment/lra/*``; every S4 LRA config is
 DPLR with LegS init, rank 1, Δ log-uniform in [1e-3, 1e-1], BatchNorm, GLU output, mean pooling
 over the valid steps, bidirectional, AdamW with warmup then cosine, A and B at lr 1e-3 without
-weight decay): the same shapes here, scaled to a CPU (fewer and narrower layers; see
-``LRA_MODELS``). ListOps and Text keep the reference's **N 4** with Δ trained at the global
+weight decay): the same shapes here, scaled to a 2-core CPU: 4 layers × H 64 (the reference: 6 ×
+256, Image 6 × 512) and a few epochs (the reference: 20-200); Pathfinder generates 50,000 images
+by default (LRA: 200,000, ``--data.n_train=160000 --data.n_val=20000 --data.n_test=20000``). ListOps and Text keep the reference's **N 4** with Δ trained at the global
 learning rate (``model.dt_lr``); Pathfinder and Image keep N 64. ``--model.mode=diag`` gives S4D;
 ``--model.mixer=attention`` the Transformer baseline (``lra_transformer``: learned positions,
 bidirectional fused attention with the padding masked, LayerNorm, an MLP per block).
@@ -72,8 +73,8 @@ class ListOpsTask(_LraTask):
         from hippos.data.listops import ListOpsDataConfig
 
         # reference: 6 x 256 x N 4, post-norm, lr 0.01, batch 32, 40 epochs of 96,000
-        return _s4_config("listops", ListOpsDataConfig(), d_model=128, n_layers=4, d_state=4, prenorm=False, lr=0.01,
-                          batch_size=32, epochs=5, dt_lr_global=True)
+        return _s4_config("listops", ListOpsDataConfig(), d_model=64, n_layers=4, d_state=4, prenorm=False, lr=0.01,
+                          batch_size=32, epochs=2, dt_lr_global=True)
 
     def load_data(self, cfg: TrainConfig) -> TaskData:
         from hippos.data.listops import VOCAB, load_listops
@@ -94,7 +95,7 @@ class TextLraTask(_LraTask):
 
         # reference: 6 x 256 x N 4, pre-norm, lr 0.01, batch 16, 32 epochs of 25,000
         return _s4_config("lra-text", ImdbDataConfig(), d_model=64, n_layers=4, d_state=4, prenorm=True, lr=0.01,
-                          batch_size=16, epochs=10, dt_lr_global=True)
+                          batch_size=16, epochs=5, dt_lr_global=True)
 
     def check(self, cfg: TrainConfig) -> None:
         super().check(cfg)
@@ -115,9 +116,10 @@ class PathfinderTask(_LraTask):
     def defaults(self) -> TrainConfig:
         from hippos.data.pathfinder import PathfinderDataConfig
 
-        # reference: 6 x 256 x N 64, pre-norm, lr 0.004, batch 64, 200 epochs of 160,000
-        return _s4_config("pathfinder", PathfinderDataConfig(), d_model=128, n_layers=4, d_state=64, prenorm=True,
-                          lr=0.004, batch_size=64, epochs=20, dt_lr_global=False)
+        # reference: 6 x 256 x N 64, pre-norm, lr 0.004, batch 64, 200 epochs of 160,000. The CPU preset
+        # generates 50,000 images (LRA: --data.n_train=160000 --data.n_val=20000 --data.n_test=20000)
+        return _s4_config("pathfinder", PathfinderDataConfig(n_train=40_000, n_val=5_000, n_test=5_000), d_model=64,
+                          n_layers=4, d_state=64, prenorm=True, lr=0.004, batch_size=64, epochs=10, dt_lr_global=False)
 
     def load_data(self, cfg: TrainConfig) -> TaskData:
         from hippos.data.pathfinder import load_pathfinder
@@ -137,7 +139,7 @@ class ImageLraTask(_LraTask):
         from hippos.data.cifar import CifarDataConfig
 
         # reference: 6 x 512 x N 64, post-norm, dropout 0.1, lr 0.01, batch 50, 200 epochs of 45,000
-        return _s4_config("lra-image", CifarDataConfig(), d_model=128, n_layers=4, d_state=64, prenorm=False, lr=0.01,
+        return _s4_config("lra-image", CifarDataConfig(), d_model=64, n_layers=4, d_state=64, prenorm=False, lr=0.01,
                           batch_size=50, epochs=50, dt_lr_global=False, dropout=0.1)
 
     def load_data(self, cfg: TrainConfig) -> TaskData:
