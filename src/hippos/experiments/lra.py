@@ -14,6 +14,7 @@ line is ``hippos lra`` (``hippos.cli.lra``); see docs/lra.md.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -100,14 +101,20 @@ def run_lra(tasks=TASKS, models=MODELS, out_dir="runs/lra", *, echo=print, **opt
             train_arm(cfg, plan, out_dir / LOG, echo)
         runs = _all_arms(out_dir)  # this invocation's and any other arm trained into out_dir
         summary = _summary(tasks, models, options, runs, time.perf_counter() - t0)
-        (out_dir / SUMMARY_JSON).write_text(json.dumps(summary, indent=2) + "\n")
-        (out_dir / SUMMARY_MD).write_text(table_markdown(summary))
+        _write(out_dir / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")  # atomic: two invocations may share out_dir
+        _write(out_dir / SUMMARY_MD, table_markdown(summary))
         acc = results.get("test_acc_best_val", results.get("test_acc"))
         done = f"test {100 * acc:.1f}%" if acc is not None else f"stopped at step {results['step']} (resume: rerun this command)"
         echo(f"[{i}/{len(cfgs)}] {name}: {done}")
     md = table_markdown(summary)
     echo(md)
     return summary
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def _all_arms(out_dir: Path) -> list[dict]:
