@@ -83,19 +83,23 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader worker processes
     device: str = "cpu"  # "cpu", "cuda", "cuda:1", or "auto"
     num_threads: int = 0  # torch CPU threads (torch.set_num_threads); 0 leaves torch's default
+    precision: str = "32"  # "32", "bf16" or "16": autocast of projections, MLPs, attention (SSM kernels, FFTs stay float32)
     tensorboard: bool = True  # also log to TensorBoard when it is installed
     model: ModelConfig | LMConfig = field(default_factory=ModelConfig)  # the task's defaults pick the type
     data: object = field(default_factory=DelayDataConfig)  # the task's data config (its defaults pick the type)
 
 
 #: Keys a resumed run may change: they affect logging, speed or stopping, not the model's math
-#: (``device`` and ``num_threads`` may change float rounding: see docs/training.md).
+#: (``device`` and ``num_threads`` may change float rounding, ``precision`` more than that: the weights
+#: stay float32 in every precision, so a run may continue in another one; see docs/training.md).
 RESUME_MUTABLE = frozenset(
-    {"task_module", "data_dir", "out_dir", "max_steps", "num_workers", "device", "num_threads", "tensorboard", "log_every",
-     "eval_every", "checkpoint_every"}
+    {"task_module", "data_dir", "out_dir", "max_steps", "num_workers", "device", "num_threads", "precision", "tensorboard",
+     "log_every", "eval_every", "checkpoint_every"}
 )
 
 SCHEDULES = ("cosine", "linear", "constant")
+#: ``TrainConfig.precision``: float32, or autocast to bfloat16 / float16 (float16 with a gradient scaler).
+PRECISIONS = ("32", "bf16", "16")
 
 #: The config format written by this version (``config_version``); older ones are upgraded on load.
 CONFIG_VERSION = 2
@@ -430,5 +434,6 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.max_steps is None or cfg.max_steps >= 1, "max_steps", ">= 1 or none")
     need(cfg.num_workers >= 0, "num_workers", ">= 0")
     need(cfg.num_threads >= 0, "num_threads", ">= 0 (0: torch's default)")
+    need(cfg.precision in PRECISIONS, "precision", "one of " + ", ".join(repr(s) for s in PRECISIONS))
     need(cfg.seed >= 0, "seed", ">= 0")
     return cfg

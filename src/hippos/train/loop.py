@@ -47,6 +47,7 @@ from hippos.train.heap import HeapTrimmer
 from hippos.train.metrics import METRICS_FIELDS, MetricsLog
 from hippos.train.optim import build_optimizer, lr_factor, set_lr
 from hippos.train.plots import plot_curves
+from hippos.train.precision import autocast, grad_scaler
 from hippos.train.registry import get_task, import_task_module
 from hippos.train.rundir import RunDir
 from hippos.train.task import EpochBatches, Task, epoch_order
@@ -226,7 +227,8 @@ def evaluate(model: torch.nn.Module, ds, cfg: TrainConfig, device: torch.device,
     t0 = time.perf_counter()
     for batch in _loader(ds, task.batches(ds, cfg, 0, 0, False), cfg, 0, device):
         x, y, lengths = _unpack(batch, device)
-        r = task.objective.loss_and_metrics(model, x, y, lengths)
+        with autocast(cfg.precision, device):
+            r = task.objective.loss_and_metrics(model, x, y, lengths)
         loss_sum, correct, n = loss_sum + r.loss_sum, correct + r.correct, n + r.n
     model.train(was_training)
     out = task.objective.summary(loss_sum / max(n, 1), correct / max(n, 1))
@@ -331,6 +333,7 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
     )
 
     saved_at = state["step"] if resume else None  # the step of the last checkpoint on disk
+    scaler = grad_scaler(cfg.precision, device, state.get("grad_scaler"))  # enabled for float16 only
 
     def save():
         nonlocal saved_at
@@ -369,19 +372,25 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
                 x, y, lengths = _unpack(batch, device)
                 factor = lr_factor(state["step"], total_steps, warmup_steps, cfg.min_lr_ratio, cfg.schedule)
                 lr = set_lr(optimizer, factor)
-                if carry is None:
-                    r = objective.loss_and_metrics(model, x, y, lengths)
-                else:  # truncated BPTT: the state of the row's previous window, detached; none where streams begin
-                    if sampler.resets_at(i):
-                        carry.reset()
-                    r = objective.loss_and_metrics(model, x, y, lengths, state=carry.state, carry=True)
+                if carry is not None and sampler.resets_at(i):
+                    carry.reset()  # truncated BPTT: the state of the row's previous window, detached; none where streams begin
+                with autocast(cfg.precision, device):
+                    if carry is None:
+                        r = objective.loss_and_metrics(model, x, y, lengths)
+                    else:
+                        r = objective.loss_and_metrics(model, x, y, lengths, state=carry.state, carry=True)
                 if not torch.isfinite(r.loss):
                     raise ValueError(f"training diverged: loss {r.loss.item()} at step {state['step'] + 1} "
                                      "(try a lower lr or grad_clip)")
                 optimizer.zero_grad(set_to_none=True)
-                r.loss.backward()
+                scaler.scale(r.loss).backward()  # float16: the loss times the scale (else as is)
+                scaler.unscale_(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
-                if torch.isfinite(grad_norm):
+                if scaler.is_enabled():  # float16: an overflowed step is skipped and the scale lowered
+                    scaler.step(optimizer)
+                    scaler.update()
+                    state["grad_scaler"] = scaler.state_dict()
+                elif torch.isfinite(grad_norm):
                     optimizer.step()
                     bad_grads = 0
                 else:  # one inf/NaN gradient would poison every parameter through AdamW's moments: skip the update
