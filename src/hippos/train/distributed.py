@@ -1,0 +1,116 @@
+"""Data-parallel training with ``torch.distributed``: one process per device, launched by ``torchrun``.
+
+    torchrun --nproc_per_node=2 -m hippos train TASK ...                     # one machine
+    torchrun --nnodes=2 --node_rank=R --rdzv_endpoint=HOST:PORT ... -m hippos train TASK ...
+
+``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous; :func:`from_env`
+reads them and joins the process group: gloo for the CPU, NCCL for CUDA (``cuda:LOCAL_RANK``),
+or the backend asked for. Without ``WORLD_SIZE`` (or with 1) nothing is initialized and every
+helper below is the single-process identity.
+
+**The global batch.** ``batch_size`` is the batch of the whole job. Every rank builds the same
+index batch (the samplers are pure functions of the seed and the epoch) and keeps its share,
+``indices[rank::world]`` (:func:`shard`). Each rank's loss is its local mean times
+``n_local · world / n_global`` (:func:`loss_scale`), so the gradient DDP averages over the ranks
+equals the gradient of the mean loss over the global batch, whatever the split (a last batch of
+9 over 2 ranks included), to float32 reduction order.
+
+**Metrics.** Evaluation scores each rank's share of every batch and adds the loss sums, correct
+counts and sizes over the ranks (:func:`all_sum`): the numbers equal the single-process ones.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["BACKENDS", "SINGLE", "Dist", "all_sum", "from_env", "loss_scale", "shard"]
+
+BACKENDS = ("gloo", "nccl")
+
+
+@dataclass(frozen=True)
+class Dist:
+    """Where this process stands in the job: ``rank`` of ``world`` (``local_rank`` on its machine)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one process that writes the run directory and prints."""
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+SINGLE = Dist()
+
+
+def _env_int(name: str, default: int | None = None) -> int:
+    text = os.environ.get(name)
+    if text is None:
+        if default is None:
+            raise ValueError(f"${name} is not set: start distributed training with torchrun")
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"${name} must be an integer, got {text!r}") from None
+
+
+def from_env(device: str, backend: str | None = None) -> tuple[Dist, str]:
+    """``(Dist, device)`` of this process: :data:`SINGLE` and ``device`` unchanged outside
+    ``torchrun``; inside it, the process group joined (``backend``: None picks gloo for the CPU,
+    NCCL for CUDA) and the device made ``cuda:LOCAL_RANK`` for a CUDA job."""
+    world = _env_int("WORLD_SIZE", 1)
+    if world < 1:
+        raise ValueError(f"$WORLD_SIZE must be >= 1, got {world}")
+    if world == 1:
+        return SINGLE, device
+    rank, local = _env_int("RANK"), _env_int("LOCAL_RANK", 0)
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if cuda:
+        device = f"cuda:{local}"
+        torch.cuda.set_device(local)
+    elif device == "auto":
+        device = "cpu"
+    backend = backend or ("nccl" if cuda else "gloo")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "nccl" and not cuda:
+        raise ValueError("the nccl backend needs CUDA devices; use gloo for the CPU")
+    if not dist.is_initialized():
+        dist.init_process_group(backend)  # env:// rendezvous, as torchrun set it up
+    return Dist(rank, world, local, backend), device
+
+
+def shard(indices: torch.Tensor, d: Dist) -> torch.Tensor:
+    """This rank's share of a global index batch: ``indices[rank::world]``."""
+    return indices[d.rank :: d.world] if d.active else indices
+
+
+def all_sum(values, d: Dist, device: torch.device | str = "cpu") -> list[float]:
+    """``values`` added over the ranks (float64; the identity in a single process)."""
+    values = [float(v) for v in values]
+    if not d.active:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def loss_scale(n_local: int, d: Dist, device: torch.device | str = "cpu") -> float:
+    """The factor of a rank's mean loss that makes DDP's gradient average the gradient of the
+    global batch's mean: ``n_local · world / n_global`` (1 in a single process)."""
+    if not d.active:
+        return 1.0
+    (n_global,) = all_sum([n_local], d, device)
+    return n_local * d.world / n_global
