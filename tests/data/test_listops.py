@@ -288,7 +288,8 @@ def test_load_listops_splits_and_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(listops, "_build", lambda *a: builds.append(a) or real_build(*a))
     lines = []
     first = load_listops(cfg, log=lines.append)
-    assert len(builds) == 1 and len(lines) == 1 and str(tmp_path) in lines[0]
+    assert len(builds) == 1 and len(lines) == 2 and str(tmp_path) in lines[0]  # where, then how long
+    assert lines[1].startswith("generated listops in ")
 
     every = generate_listops(60, seed=5, **SMALL)  # one stream: train, then val, then test
     start, seqs = 0, {}
