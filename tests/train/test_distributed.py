@@ -82,3 +82,74 @@ def test_single_process_is_the_identity(monkeypatch):
     monkeypatch.delenv("RANK", raising=False)
     with pytest.raises(ValueError, match="RANK is not set"):
         from_env("cpu")
+
+
+# ----------------------------------------------------------------------------- torchrun, end to end
+
+TINY = ["train", "delay", "--data.length=64", "--data.bits=4", "--data.bit_length=4", "--data.n_train=48",
+        "--data.n_val=16", "--data.n_test=16", "--batch_size=16", "--epochs=2", "--model.d_model=8", "--model.n_layers=2",
+        "--model.d_state=8", "--warmup_steps=2", "--log_every=1", "--tensorboard=false", "--lr=1e-2", "--num_threads=1",
+        "--no-progress"]
+
+
+def _torchrun(args, nproc: int = 2):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={_free_port()}",
+           "-m", "hippos", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _rows(run) -> list[dict]:
+    import csv
+
+    with open(run / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in r.items() if k not in ("samples_per_s", "elapsed_s")} for r in csv.DictReader(f)]
+
+
+def test_torchrun_two_processes_equal_one(tmp_path):
+    """2 processes × half the global batch = 1 process × the whole batch: the same weights (to float32
+    reduction order), metrics and results; rank 0 alone wrote the run directory and printed."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from hippos.cli import main
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    uneven = [*TINY, "--batch_size=13"]  # 48 = 3 x 13 + 9: the last batch splits 5 / 4 over the two ranks
+    assert main([*uneven, f"--out_dir={one}"]) == 0
+    p = _torchrun([*uneven, f"--out_dir={two}"])
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.count('"task": "delay"') == 1  # the results line, once
+    a, b = (load_file(d / "checkpoint" / "model.safetensors") for d in (one, two))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5)
+    ra, rb = (json.loads((d / "results.json").read_text()) for d in (one, two))
+    assert ra["step"] == rb["step"] == 8 and abs(ra["test_loss"] - rb["test_loss"]) < 1e-4
+    assert ra["test_acc"] == rb["test_acc"]
+    assert sorted(p.name for p in one.rglob("*")) == sorted(p.name for p in two.rglob("*"))  # no file per rank
+    ma, mb = _rows(one), _rows(two)
+    assert [r["step"] for r in ma] == [r["step"] for r in mb]
+    for x, y in zip(ma, mb):
+        assert abs(float(x["loss"]) - float(y["loss"])) < 1e-4
+
+
+def test_torchrun_resume_equals_uninterrupted(tmp_path):
+    from safetensors.torch import load_file
+
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert _torchrun([*TINY, f"--out_dir={full}"]).returncode == 0
+    assert _torchrun([*TINY, "--max_steps=4", f"--out_dir={cut}"]).returncode == 0
+    p = _torchrun(["train", "--resume", str(cut), "--no-progress"])
+    assert p.returncode == 0, p.stderr[-2000:]
+    a, b = (load_file(d / "checkpoint" / "model.safetensors") for d in (full, cut))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_torchrun_refuses_batches_smaller_than_the_job(tmp_path):
+    p = _torchrun([*TINY, "--batch_size=47", f"--out_dir={tmp_path / 'r'}"])  # the last batch has 1 example
+    assert p.returncode != 0 and "cannot be shared by 2 processes" in p.stderr

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -173,7 +174,8 @@ def run_train(args: argparse.Namespace) -> int:
         return 0
     progress = not ns.no_progress and sys.stderr.isatty()
     results = train(cfg, resume=bool(ns.resume), force=ns.force, progress=progress)
-    print(json.dumps(results))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone prints
+        print(json.dumps(results))
     return 0
 
 

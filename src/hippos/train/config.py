@@ -84,6 +84,7 @@ class TrainConfig:
     device: str = "cpu"  # "cpu", "cuda", "cuda:1", or "auto"
     num_threads: int = 0  # torch CPU threads (torch.set_num_threads); 0 leaves torch's default
     precision: str = "32"  # "32", "bf16" or "16": autocast of projections, MLPs, attention (SSM kernels, FFTs stay float32)
+    dist_backend: str | None = None  # under torchrun: None picks gloo (CPU) or nccl (CUDA)
     tensorboard: bool = True  # also log to TensorBoard when it is installed
     model: ModelConfig | LMConfig = field(default_factory=ModelConfig)  # the task's defaults pick the type
     data: object = field(default_factory=DelayDataConfig)  # the task's data config (its defaults pick the type)
@@ -93,7 +94,7 @@ class TrainConfig:
 #: (``device`` and ``num_threads`` may change float rounding, ``precision`` more than that: the weights
 #: stay float32 in every precision, so a run may continue in another one; see docs/training.md).
 RESUME_MUTABLE = frozenset(
-    {"task_module", "data_dir", "out_dir", "max_steps", "num_workers", "device", "num_threads", "precision", "tensorboard",
+    {"task_module", "data_dir", "out_dir", "max_steps", "num_workers", "device", "num_threads", "precision", "dist_backend", "tensorboard",
      "log_every", "eval_every", "checkpoint_every"}
 )
 
@@ -435,5 +436,6 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.num_workers >= 0, "num_workers", ">= 0")
     need(cfg.num_threads >= 0, "num_threads", ">= 0 (0: torch's default)")
     need(cfg.precision in PRECISIONS, "precision", "one of " + ", ".join(repr(s) for s in PRECISIONS))
+    need(cfg.dist_backend in (None, "gloo", "nccl"), "dist_backend", "none, 'gloo' or 'nccl'")
     need(cfg.seed >= 0, "seed", ">= 0")
     return cfg

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["BACKENDS", "SINGLE", "Dist", "all_sum", "from_env", "loss_scale", "shard"]
+__all__ = ["BACKENDS", "SINGLE", "Dist", "all_sum", "barrier", "from_env", "loss_scale", "shard"]
 
 BACKENDS = ("gloo", "nccl")
 
@@ -90,6 +90,12 @@ def from_env(device: str, backend: str | None = None) -> tuple[Dist, str]:
     if not dist.is_initialized():
         dist.init_process_group(backend)  # env:// rendezvous, as torchrun set it up
     return Dist(rank, world, local, backend), device
+
+
+def barrier(d: Dist) -> None:
+    """Wait for every rank (nothing in a single process)."""
+    if d.active:
+        dist.barrier()
 
 
 def shard(indices: torch.Tensor, d: Dist) -> torch.Tensor:

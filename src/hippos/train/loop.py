@@ -43,6 +43,7 @@ import torch
 
 from hippos.train import checkpoint as ckpt_io
 from hippos.train.config import TrainConfig, absolute_paths, validate
+from hippos.train.distributed import SINGLE, Dist, all_sum, barrier, from_env, loss_scale, shard
 from hippos.train.heap import HeapTrimmer
 from hippos.train.metrics import METRICS_FIELDS, MetricsLog
 from hippos.train.optim import build_optimizer, lr_factor, set_lr
@@ -110,8 +111,31 @@ def threads(n: int):
         torch.set_num_threads(before)
 
 
-def _loader(ds, sampler, cfg: TrainConfig, epoch: int, device: torch.device):
+class _Shares(torch.utils.data.Sampler):
+    """This rank's share of every index batch of ``sampler`` (``hippos.train.distributed.shard``)."""
+
+    def __init__(self, sampler, d: Dist):
+        self.sampler, self.d = sampler, d
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        for idx in self.sampler:
+            mine = shard(torch.as_tensor(idx), self.d)
+            if len(mine):  # empty only for an evaluation batch smaller than the job (training checks)
+                yield mine
+
+    def __getattr__(self, name):  # resets_at and the rest of the sampler's own interface
+        if name == "sampler":
+            raise AttributeError(name)
+        return getattr(self.sampler, name)
+
+
+def _loader(ds, sampler, cfg: TrainConfig, epoch: int, device: torch.device, d: Dist = SINGLE):
     # batch_size=None: the sampler yields whole index batches and ``ds[indices]`` builds the batch.
+    if d.active:
+        sampler = _Shares(sampler, d)
     return torch.utils.data.DataLoader(
         ds,
         sampler=sampler,
@@ -201,6 +225,29 @@ class _StopOnCtrlC:
         self._before = {}
 
 
+class _NoMetrics:
+    """The metrics log of a rank other than 0 (rank 0 alone writes the run directory)."""
+
+    def write(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _check_shares(task: Task, data, cfg: TrainConfig, d: Dist, carry) -> None:
+    """Refuse, before anything is written, what several processes cannot do (yet)."""
+    if carry is not None:
+        raise ValueError(f"data.carry_state=true runs in one process only for now (this job has {d.world}): "
+                         "the streams' carried state is not yet split across processes")
+    smallest = min((len(b) for b in task.batches(data.train, cfg, 0, 0, True)), default=0)
+    if smallest < d.world:
+        raise ValueError(f"a training batch of {smallest} examples cannot be shared by {d.world} processes "
+                         f"(batch_size={cfg.batch_size} is the global batch; with {len(data.train)} examples the last "
+                         "batch of an epoch is the remainder): choose batch_size so that every batch has at least "
+                         "one example per process")
+
+
 def _fresh_state() -> dict:
     return {
         "step": 0,
@@ -216,7 +263,8 @@ def _fresh_state() -> dict:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, ds, cfg: TrainConfig, device: torch.device, task: Task | None = None) -> dict:
+def evaluate(model: torch.nn.Module, ds, cfg: TrainConfig, device: torch.device, task: Task | None = None,
+             d: Dist = SINGLE) -> dict:
     """Mean loss and metric of ``model`` over ``ds`` by the task's objective (eval mode; the RNGs
     untouched): ``{"loss", "acc", "n", "samples_per_s"}`` (+ ``"bpc"`` for charlm; ``acc`` None
     for regression)."""
@@ -225,11 +273,13 @@ def evaluate(model: torch.nn.Module, ds, cfg: TrainConfig, device: torch.device,
     model.eval()
     loss_sum, correct, n = 0.0, 0.0, 0
     t0 = time.perf_counter()
-    for batch in _loader(ds, task.batches(ds, cfg, 0, 0, False), cfg, 0, device):
+    for batch in _loader(ds, task.batches(ds, cfg, 0, 0, False), cfg, 0, device, d):  # this rank's share
         x, y, lengths = _unpack(batch, device)
         with autocast(cfg.precision, device):
             r = task.objective.loss_and_metrics(model, x, y, lengths)
         loss_sum, correct, n = loss_sum + r.loss_sum, correct + r.correct, n + r.n
+    loss_sum, correct, n = all_sum([loss_sum, correct, n], d, device)  # the whole split, every rank
+    n = int(n)
     model.train(was_training)
     out = task.objective.summary(loss_sum / max(n, 1), correct / max(n, 1))
     return {**out, "n": n, "samples_per_s": n / (time.perf_counter() - t0)}
@@ -256,16 +306,18 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, resume: boo
     cfg = validate(copy.deepcopy(cfg))
     task = resolve_task(cfg)
     task.check(cfg)
-    device = resolve_device(cfg.device)
-    say = line_printer(progress, log)
+    d, device_name = from_env(cfg.device, cfg.dist_backend)  # under torchrun: this rank; else SINGLE
+    device = resolve_device(device_name)
+    say = line_printer(progress and d.main, log) if d.main else (lambda msg: None)  # rank 0 alone speaks
     if type(task).__module__ == "__main__" and not cfg.task_module:
         say(f"note: task {cfg.task!r} is defined in the script being run: `hippos eval` and `--resume` of this run "
             "need --task-module SCRIPT.py (or register it in a module of its own)")
     with threads(cfg.num_threads):
-        return _train(cfg, task, model, device, resume, force, say, progress, on_epoch)
+        return _train(cfg, task, model, device, resume, force, say, progress and d.main, on_epoch, d)
 
 
-def _train(cfg: TrainConfig, task: Task, model, device, resume: bool, force: bool, say, progress: bool, on_epoch) -> dict:
+def _train(cfg: TrainConfig, task: Task, model, device, resume: bool, force: bool, say, progress: bool, on_epoch,
+           d: Dist = SINGLE) -> dict:
     if not resume:
         cfg = absolute_paths(cfg)  # config.json finds the data from any directory
     run = RunDir(cfg.out_dir or default_out_dir(cfg.task))
@@ -283,13 +335,18 @@ def _train(cfg: TrainConfig, task: Task, model, device, resume: bool, force: boo
     model = (task.build_model(cfg) if model is None else model).to(device)
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
     carry = task.state_carry(cfg)  # None, or the state carried between windows (hippos.train.carry)
+    if d.active:
+        _check_shares(task, data, cfg, d, carry)
     steps_per_epoch = len(task.batches(data.train, cfg, 0, 0, True))
     total_steps = cfg.epochs * steps_per_epoch
     warmup_steps = cfg.warmup_steps or round(cfg.warmup_fraction * total_steps)
 
-    # 2. the run directory, locked while we write it: a fresh run, or the state of the checkpoint
+    # 2. the run directory, locked while we write it (rank 0 alone writes it): a fresh run, or the
+    # state of the checkpoint
+    barrier(d)  # every rank has checked the directory before rank 0 writes into it
     created = not run.path.exists()
-    run.lock()
+    if d.main:
+        run.lock()
     try:
         if resume:
             run.check_artifacts(data.artifacts)
@@ -301,30 +358,38 @@ def _train(cfg: TrainConfig, task: Task, model, device, resume: bool, force: boo
                     raise ValueError(f"{str(found)!r} holds no carried state ({ckpt_io.CARRY}), but the run carries one")
                 carry.load(carried, model.default_state(cfg.batch_size))
         else:
-            run.check_fresh(force, data.artifacts)
-            if force:
-                run.clear(data.artifacts)
-            run.write_artifacts(data.artifacts)
+            if d.main:
+                run.check_fresh(force, data.artifacts)
+                if force:
+                    run.clear(data.artifacts)
+                run.write_artifacts(data.artifacts)
             state = _fresh_state()
-        run.save_config(cfg)
+        if d.main:
+            run.save_config(cfg)
     except BaseException:
-        run.unlock()
-        if created and not resume:
+        if d.main:
+            run.unlock()
+        if d.main and created and not resume:
             (run / RunDir.LOCK).unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 run.path.rmdir()
         raise
     try:
         return _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, steps_per_epoch, total_steps,
-                                 warmup_steps, resume, say, progress, on_epoch, carry)
+                                 warmup_steps, resume, say, progress, on_epoch, carry, d)
     finally:
-        run.unlock()
+        if d.main:
+            run.unlock()
 
 
 def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, steps_per_epoch, total_steps,
-                      warmup_steps, resume, say, progress, on_epoch, carry=None) -> dict:
+                      warmup_steps, resume, say, progress, on_epoch, carry=None, d: Dist = SINGLE) -> dict:
     objective = task.objective
-    metrics = MetricsLog(run / RunDir.METRICS, state["step"] if resume else None, (run / RunDir.TB) if cfg.tensorboard else None)
+    metrics = MetricsLog(run / RunDir.METRICS, state["step"] if resume else None,
+                         (run / RunDir.TB) if cfg.tensorboard else None) if d.main else _NoMetrics()
+    # the module that trains: DDP averages the gradients over the ranks in backward
+    trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if d.active else model
     n_params = sum(p.numel() for p in model.parameters())
     say(
         f"{'resuming' if resume else 'training'} {cfg.task}: {n_params:,} parameters, {len(data.train)} train / "
@@ -337,20 +402,26 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
 
     def save():
         nonlocal saved_at
+        if not d.main:  # rank 0 alone writes; every rank knows where the run stands
+            saved_at = state["step"]
+            return
         ckpt_io.save_checkpoint(run.path, model, optimizer, {**state, "rng": ckpt_io.get_rng_state()},
                                 carry=None if carry is None else carry.tensors())
         saved_at = state["step"]
 
     def plot():
+        if not d.main:
+            return
         plot_curves(run / RunDir.METRICS, run / RunDir.CURVES, title=f"{cfg.task} ({run.path.name})",
                     loss_name="mean squared error" if objective.metric == "loss" else "cross-entropy")
 
     def validate_now(epoch_float: float) -> dict:
-        val = evaluate(model, data.val, cfg, device, task)
+        val = evaluate(model, data.val, cfg, device, task, d)  # the same numbers on every rank
         metrics.write(state["step"], epoch_float, "val", val["loss"], val["acc"], elapsed=state["elapsed_s"])
         if objective.better(val, state["best_val_acc"], state["best_val_loss"]):
             state["best_val_acc"], state["best_val_loss"], state["best_step"] = val["acc"], val["loss"], state["step"]
-            ckpt_io.save_weights(model, run / RunDir.BEST, {"step": state["step"], "val_loss": val["loss"]})
+            if d.main:
+                ckpt_io.save_weights(model, run / RunDir.BEST, {"step": state["step"], "val_loss": val["loss"]})
         return val
 
     # 3. epochs of steps
@@ -368,7 +439,7 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
             t_window, n_window = time.perf_counter(), 0
             sampler = task.batches(data.train, cfg, epoch, state["batch_in_epoch"], True)
             bad_grads = 0  # updates skipped in a row for a non-finite gradient
-            for i, batch in enumerate(_loader(data.train, sampler, cfg, epoch, device)):
+            for i, batch in enumerate(_loader(data.train, sampler, cfg, epoch, device, d)):  # this rank's share
                 x, y, lengths = _unpack(batch, device)
                 factor = lr_factor(state["step"], total_steps, warmup_steps, cfg.min_lr_ratio, cfg.schedule)
                 lr = set_lr(optimizer, factor)
@@ -376,14 +447,17 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
                     carry.reset()  # truncated BPTT: the state of the row's previous window, detached; none where streams begin
                 with autocast(cfg.precision, device):
                     if carry is None:
-                        r = objective.loss_and_metrics(model, x, y, lengths)
+                        r = objective.loss_and_metrics(trained, x, y, lengths)
                     else:
-                        r = objective.loss_and_metrics(model, x, y, lengths, state=carry.state, carry=True)
-                if not torch.isfinite(r.loss):
+                        r = objective.loss_and_metrics(trained, x, y, lengths, state=carry.state, carry=True)
+                # the whole batch's sums (every rank: the same decisions below), and whether any rank's loss is finite
+                loss_sum, correct, n, bad = all_sum([r.loss_sum, r.correct, r.n, not torch.isfinite(r.loss)], d, device)
+                if bad:
                     raise ValueError(f"training diverged: loss {r.loss.item()} at step {state['step'] + 1} "
                                      "(try a lower lr or grad_clip)")
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(r.loss).backward()  # float16: the loss times the scale (else as is)
+                loss = r.loss * (r.n * d.world / n) if d.active else r.loss  # DDP's average = the global batch's gradient
+                scaler.scale(loss).backward()  # float16: the loss times the scale (else as is)
                 scaler.unscale_(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
                 if scaler.is_enabled():  # float16: an overflowed step is skipped and the scale lowered
@@ -403,18 +477,20 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
                 if carry is not None:
                     carry.keep(r.state)
 
+                if not d.active:
+                    loss_sum, correct, n = r.loss_sum, r.correct, r.n  # as they were: bitwise single-process runs
                 for sums in (state["epoch_sums"], state["window_sums"]):
-                    sums[0], sums[1], sums[2] = sums[0] + r.loss_sum, sums[1] + r.correct, sums[2] + r.n
+                    sums[0], sums[1], sums[2] = sums[0] + loss_sum, sums[1] + correct, sums[2] + n
                 state["step"] += 1
                 state["batch_in_epoch"] += 1
                 state["elapsed_s"] = elapsed_at_start + time.perf_counter() - session_t0
-                n_window, n_note = n_window + r.n, n_note + r.n
+                n_window, n_note = n_window + n, n_note + n
                 heap.maybe()
                 step, epoch_float = state["step"], epoch + state["batch_in_epoch"] / steps_per_epoch
                 sps = n_window / max(time.perf_counter() - t_window, 1e-9)
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{r.loss_sum / r.n:.3f}", lr=f"{lr:.2e}", samples_per_s=f"{sps:.0f}", refresh=False)
+                    bar.set_postfix(loss=f"{loss_sum / n:.3f}", lr=f"{lr:.2e}", samples_per_s=f"{sps:.0f}", refresh=False)
                 if step % cfg.log_every == 0:
                     wl, wc, wn = state["window_sums"]
                     train_m = objective.summary(wl / wn, wc / wn)
@@ -493,21 +569,23 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
         return results
 
     # 4. test: the final weights, then the weights of the best validation score
-    metrics = MetricsLog(run / RunDir.METRICS, None)
-    test = evaluate(model, data.test, cfg, device, task)
+    metrics = MetricsLog(run / RunDir.METRICS, None) if d.main else _NoMetrics()
+    test = evaluate(model, data.test, cfg, device, task, d)
     results.update(_test_numbers(objective, test, ""))
     metrics.write(state["step"], state["epoch"], "test", test["loss"], test["acc"])
     extra = task.extra_metrics(model, data, cfg, "test")
     if extra:
         results["test_extra"] = extra
+    barrier(d)  # rank 0 has written the best weights
     if (run / RunDir.BEST).exists() and state["best_step"] != state["step"]:
         ckpt_io.load_weights(model, run / RunDir.BEST, device)
-        best = evaluate(model, data.test, cfg, device, task)
+        best = evaluate(model, data.test, cfg, device, task, d)
         metrics.write(state["best_step"], None, "test_best", best["loss"], best["acc"])
     else:
         best = test
     results.update(_test_numbers(objective, best, "_best_val"))
-    run.write_json(RunDir.RESULTS, results)
+    if d.main:
+        run.write_json(RunDir.RESULTS, results)
     plot()
     say(f"done: test {_headline(objective, results)} (best val, step {state['best_step']}); "
         f"{state['elapsed_s']:.0f} s of training; run in {run.path}")
