@@ -99,7 +99,7 @@ def _torchrun(args, nproc: int = 2):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={_free_port()}",
            "-m", "hippos", *args]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
 def _rows(run) -> list[dict]:
