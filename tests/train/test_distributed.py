@@ -11,7 +11,15 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from hippos.train.distributed import SINGLE, Dist, all_sum, from_env, loss_scale, shard
+from hippos.train.distributed import (
+    SINGLE,
+    Dist,
+    all_sum,
+    from_env,
+    loss_scale,
+    shard,
+    shutdown,
+)
 
 
 def _free_port() -> int:
@@ -52,7 +60,7 @@ def _worker(rank: int, world: int, port: int, n: int, out: str) -> None:
     sums = all_sum([len(idx), float(idx.sum())], d)
     if rank == 0:
         torch.save({"grads": {k.removeprefix("module."): v for k, v in grads.items()}, "sums": sums}, out)
-    torch.distributed.destroy_process_group()
+    shutdown(d, True)
 
 
 @pytest.mark.parametrize("n", [8, 9])

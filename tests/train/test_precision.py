@@ -74,3 +74,24 @@ def test_resume_is_bitwise(precision, tmp_path):
 def test_precision_is_checked(capsys):
     assert main(["train", "delay", "--precision=8"]) == 2
     assert "precision" in capsys.readouterr().err
+
+
+def test_accumulated_micro_batches_give_the_batch_gradient(tmp_path):
+    """``--accumulate 3``: the batch of 16 run as 6 + 5 + 5 rows, gradients added up, trains the model
+    one batch does (to float32 rounding); with carried state it is refused."""
+    one, three = tmp_path / "one", tmp_path / "three"
+    args = ["train", "delay", *TINY, "--model.norm=layer"]
+    assert main([*args, f"--out_dir={one}"]) == 0
+    assert main([*args, "--accumulate=3", f"--out_dir={three}"]) == 0
+    a, b = (load_file(d / "checkpoint" / "model.safetensors") for d in (one, three))
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-6)
+    la, lb = _losses(one), _losses(three)
+    assert len(la) == len(lb) and max(abs(x - y) for x, y in zip(la, lb)) < 1e-4
+
+
+def test_accumulate_with_carried_state_is_refused(tmp_path, capsys, data_dir):
+    assert main(["train", "charlm", "--data.carry_state=true", "--accumulate=2", f"--out_dir={tmp_path / 'r'}",
+                 f"--data_dir={data_dir}"]) == 2
+    assert "accumulate > 1 does not go with data.carry_state=true" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # refused before anything was written

@@ -76,6 +76,7 @@ class TrainConfig:
     schedule: str = "cosine"  # decay after the warmup: "cosine", "linear" or "constant"
     min_lr_ratio: float = 0.0
     grad_clip: float = 0.0  # max global gradient norm; 0 disables clipping
+    accumulate: int = 1  # micro-batches per step: the batch is run in this many parts, gradients added up
     eval_every: int = 0  # steps between extra validations; the val set is always run each epoch
     checkpoint_every: int = 0  # steps between checkpoints; one is always written each epoch
     log_every: int = 50  # steps between training rows of metrics.csv
@@ -429,6 +430,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.schedule in SCHEDULES, "schedule", "one of " + ", ".join(repr(s) for s in SCHEDULES))
     need(0 <= cfg.min_lr_ratio <= 1, "min_lr_ratio", "in [0, 1]")
     need(cfg.grad_clip >= 0, "grad_clip", ">= 0 (0 disables clipping)")
+    need(cfg.accumulate >= 1, "accumulate", ">= 1")
     need(cfg.eval_every >= 0, "eval_every", ">= 0")
     need(cfg.checkpoint_every >= 0, "checkpoint_every", ">= 0")
     need(cfg.log_every >= 1, "log_every", ">= 1")

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["BACKENDS", "SINGLE", "Dist", "all_sum", "barrier", "from_env", "loss_scale", "shard"]
+__all__ = ["BACKENDS", "SINGLE", "Dist", "all_sum", "barrier", "from_env", "loss_scale", "shard", "shutdown"]
 
 BACKENDS = ("gloo", "nccl")
 
@@ -96,6 +96,16 @@ def barrier(d: Dist) -> None:
     """Wait for every rank (nothing in a single process)."""
     if d.active:
         dist.barrier()
+
+
+def shutdown(d: Dist, finished: bool) -> None:
+    """Leave the process group at the end of a run (after every rank got there when it
+    ``finished`` normally), so no backend thread is left running at exit (gloo aborts the process
+    with "terminate called without an active exception" otherwise, now and then)."""
+    if d.active and dist.is_initialized():
+        if finished:
+            dist.barrier()
+        dist.destroy_process_group()
 
 
 def shard(indices: torch.Tensor, d: Dist) -> torch.Tensor:

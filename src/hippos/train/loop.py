@@ -43,7 +43,15 @@ import torch
 
 from hippos.train import checkpoint as ckpt_io
 from hippos.train.config import TrainConfig, absolute_paths, validate
-from hippos.train.distributed import SINGLE, Dist, all_sum, barrier, from_env, loss_scale, shard
+from hippos.train.distributed import (
+    SINGLE,
+    Dist,
+    all_sum,
+    barrier,
+    from_env,
+    shard,
+    shutdown,
+)
 from hippos.train.heap import HeapTrimmer
 from hippos.train.metrics import METRICS_FIELDS, MetricsLog
 from hippos.train.optim import build_optimizer, lr_factor, set_lr
@@ -235,6 +243,28 @@ class _NoMetrics:
         pass
 
 
+def _accumulate(trained, objective, x, y, lengths, cfg: TrainConfig, d: Dist, device, scaler, state) -> tuple:
+    """Forward and backward of this rank's share of the batch in ``cfg.accumulate`` micro-batches
+    (rows split evenly), each loss weighted ``rows_j · world / rows_global`` so that the gradients
+    add up (over micro-batches here, over ranks in DDP's average) to the gradient of the global
+    batch's mean loss (exact when an objective's count is proportional to rows, as every built-in
+    one is). DDP synchronizes on the last micro-batch only. Returns the global batch's
+    ``(loss_sum, correct, n)``; a non-finite loss on any rank stops the run on every rank."""
+    chunks = [c for c in torch.tensor_split(torch.arange(x.shape[0], device=x.device), cfg.accumulate) if len(c)]
+    (rows_global,) = all_sum([x.shape[0]], d, device)
+    sums = [0.0, 0.0, 0.0, 0.0]  # loss_sum, correct, n, non-finite losses
+    for j, rows in enumerate(chunks):
+        sync = j == len(chunks) - 1 or not d.active
+        with (contextlib.nullcontext() if sync else trained.no_sync()), autocast(cfg.precision, device):
+            r = objective.loss_and_metrics(trained, x[rows], y[rows], None if lengths is None else lengths[rows])
+        scaler.scale(r.loss * (len(rows) * d.world / rows_global)).backward()  # every rank, even a NaN: DDP's all-reduce
+        sums = [sums[0] + r.loss_sum, sums[1] + r.correct, sums[2] + r.n, sums[3] + (not bool(torch.isfinite(r.loss)))]
+    loss_sum, correct, n, bad = all_sum(sums, d, device)
+    if bad:
+        raise ValueError(f"training diverged: a non-finite loss at step {state['step'] + 1} (try a lower lr or grad_clip)")
+    return loss_sum, correct, (int(n) if float(n).is_integer() else n)
+
+
 def _check_shares(task: Task, data, cfg: TrainConfig, d: Dist, carry) -> None:
     """Refuse, before anything is written, what several processes cannot do (yet)."""
     if carry is not None:
@@ -312,8 +342,14 @@ def train(cfg: TrainConfig, *, model: torch.nn.Module | None = None, resume: boo
     if type(task).__module__ == "__main__" and not cfg.task_module:
         say(f"note: task {cfg.task!r} is defined in the script being run: `hippos eval` and `--resume` of this run "
             "need --task-module SCRIPT.py (or register it in a module of its own)")
-    with threads(cfg.num_threads):
-        return _train(cfg, task, model, device, resume, force, say, progress and d.main, on_epoch, d)
+    finished = False
+    try:
+        with threads(cfg.num_threads):
+            results = _train(cfg, task, model, device, resume, force, say, progress and d.main, on_epoch, d)
+        finished = True
+        return results
+    finally:
+        shutdown(d, finished)
 
 
 def _train(cfg: TrainConfig, task: Task, model, device, resume: bool, force: bool, say, progress: bool, on_epoch,
@@ -335,6 +371,9 @@ def _train(cfg: TrainConfig, task: Task, model, device, resume: bool, force: boo
     model = (task.build_model(cfg) if model is None else model).to(device)
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
     carry = task.state_carry(cfg)  # None, or the state carried between windows (hippos.train.carry)
+    if carry is not None and cfg.accumulate > 1:
+        raise ValueError("accumulate > 1 does not go with data.carry_state=true (the carried state is per row of the "
+                         "whole batch): use accumulate=1")
     if d.active:
         _check_shares(task, data, cfg, d, carry)
     steps_per_epoch = len(task.batches(data.train, cfg, 0, 0, True))
@@ -445,19 +484,20 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
                 lr = set_lr(optimizer, factor)
                 if carry is not None and sampler.resets_at(i):
                     carry.reset()  # truncated BPTT: the state of the row's previous window, detached; none where streams begin
-                with autocast(cfg.precision, device):
-                    if carry is None:
-                        r = objective.loss_and_metrics(trained, x, y, lengths)
-                    else:
-                        r = objective.loss_and_metrics(trained, x, y, lengths, state=carry.state, carry=True)
-                # the whole batch's sums (every rank: the same decisions below), and whether any rank's loss is finite
-                loss_sum, correct, n, bad = all_sum([r.loss_sum, r.correct, r.n, not torch.isfinite(r.loss)], d, device)
-                if bad:
-                    raise ValueError(f"training diverged: loss {r.loss.item()} at step {state['step'] + 1} "
-                                     "(try a lower lr or grad_clip)")
                 optimizer.zero_grad(set_to_none=True)
-                loss = r.loss * (r.n * d.world / n) if d.active else r.loss  # DDP's average = the global batch's gradient
-                scaler.scale(loss).backward()  # float16: the loss times the scale (else as is)
+                if cfg.accumulate == 1 and not d.active:  # one forward and backward of the whole batch
+                    with autocast(cfg.precision, device):
+                        if carry is None:
+                            r = objective.loss_and_metrics(trained, x, y, lengths)
+                        else:
+                            r = objective.loss_and_metrics(trained, x, y, lengths, state=carry.state, carry=True)
+                    if not torch.isfinite(r.loss):
+                        raise ValueError(f"training diverged: loss {r.loss.item()} at step {state['step'] + 1} "
+                                         "(try a lower lr or grad_clip)")
+                    scaler.scale(r.loss).backward()  # float16: the loss times the scale (else as is)
+                    loss_sum, correct, n = r.loss_sum, r.correct, r.n
+                else:  # micro-batches and/or several processes: the gradient of the global batch's mean loss
+                    loss_sum, correct, n = _accumulate(trained, objective, x, y, lengths, cfg, d, device, scaler, state)
                 scaler.unscale_(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
                 if scaler.is_enabled():  # float16: an overflowed step is skipped and the scale lowered
@@ -477,8 +517,6 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
                 if carry is not None:
                     carry.keep(r.state)
 
-                if not d.active:
-                    loss_sum, correct, n = r.loss_sum, r.correct, r.n  # as they were: bitwise single-process runs
                 for sums in (state["epoch_sums"], state["window_sums"]):
                     sums[0], sums[1], sums[2] = sums[0] + loss_sum, sums[1] + correct, sums[2] + n
                 state["step"] += 1
