@@ -48,6 +48,7 @@ def arm_config(task: str, model: str, out_dir, *, epochs: int | None = None, smo
                overrides=()):
     """The ``TrainConfig`` of one arm: the task's defaults, the model's overrides, then ``overrides``
     (``[("data.n_train", "20000"), ...]``, applied to every task that has the key)."""
+    from hippos.experiments.plan import given_options
     from hippos.train import default_config
     from hippos.train.config import apply_overrides
     from hippos.train.tasks.lra import lra_transformer
@@ -61,14 +62,7 @@ def arm_config(task: str, model: str, out_dir, *, epochs: int | None = None, smo
     pairs = [*pairs, ("seed", str(seed)), ("device", device), ("tensorboard", "false")]
     if smoke:
         pairs += SMOKE_OVERRIDES["*"] + SMOKE_OVERRIDES[task]
-    if epochs is not None:
-        pairs.append(("epochs", str(epochs)))
-    if data_dir is not None:
-        pairs.append(("data_dir", str(data_dir)))
-    if num_threads is not None:
-        pairs.append(("num_threads", str(num_threads)))
-    if max_steps is not None:
-        pairs.append(("max_steps", str(max_steps)))
+    pairs += given_options(epochs=epochs, data_dir=data_dir, num_threads=num_threads, max_steps=max_steps)
     data_keys = {f"data.{k}" for k in vars(cfg.data)}
     pairs += [(k, v) for k, v in overrides if not k.startswith("data.") or k in data_keys]
     cfg = apply_overrides(cfg, pairs)

@@ -11,7 +11,7 @@ from pathlib import Path
 from hippos.train import checkpoint as ckpt_io
 from hippos.train.config import RESUME_MUTABLE, config_to_dict, flat_config, load_config
 
-__all__ = ["PLAN_WORDS", "duration", "plan_run", "train_arm"]
+__all__ = ["PLAN_WORDS", "duration", "given_options", "plan_run", "train_arm"]
 
 #: How a command announces each plan.
 PLAN_WORDS = {"done": "already trained", "resume": "resuming", "fresh": "training", "restart": "restarting"}
@@ -65,3 +65,9 @@ def train_arm(cfg, plan: str, log_path: Path, echo) -> dict:
 def duration(s: float) -> str:
     """``"42 s"``, ``"17 min"`` or ``"2.5 h"``."""
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
+def given_options(**options) -> list[tuple[str, str]]:
+    """``[(key, str(value))]`` of the options given (not None): an arm's command-line settings as
+    config overrides."""
+    return [(key, str(value)) for key, value in options.items() if value is not None]

@@ -50,6 +50,7 @@ def arm_config(model: str, split: str, out_dir, *, epochs: int | None = None, sm
                data_dir: str | None = None, device: str = "cpu", num_threads: int | None = None, overrides=()):
     """The ``TrainConfig`` of one arm: ``hippos train fsdd`` defaults, the model's overrides, the split,
     then ``overrides`` (``[("data.sample_rate", "4000"), ...]``)."""
+    from hippos.experiments.plan import given_options
     from hippos.train import default_config
     from hippos.train.config import apply_overrides
     if model not in MODELS:
@@ -63,12 +64,7 @@ def arm_config(model: str, split: str, out_dir, *, epochs: int | None = None, sm
              ("tensorboard", "false")]
     if smoke:
         pairs += SMOKE_OVERRIDES
-    if epochs is not None:
-        pairs.append(("epochs", str(epochs)))
-    if data_dir is not None:
-        pairs.append(("data_dir", str(data_dir)))
-    if num_threads is not None:
-        pairs.append(("num_threads", str(num_threads)))
+    pairs += given_options(epochs=epochs, data_dir=data_dir, num_threads=num_threads)
     cfg = apply_overrides(default_config("fsdd"), [*pairs, *overrides])
     cfg.out_dir = str(Path(out_dir) / f"{split}-{model}")
     return cfg
