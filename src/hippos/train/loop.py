@@ -49,6 +49,7 @@ from hippos.train.distributed import (
     all_sum,
     barrier,
     from_env,
+    loss_scale,
     shard,
     shutdown,
 )
@@ -251,13 +252,13 @@ def _accumulate(trained, objective, x, y, lengths, cfg: TrainConfig, d: Dist, de
     one is). DDP synchronizes on the last micro-batch only. Returns the global batch's
     ``(loss_sum, correct, n)``; a non-finite loss on any rank stops the run on every rank."""
     chunks = [c for c in torch.tensor_split(torch.arange(x.shape[0], device=x.device), cfg.accumulate) if len(c)]
-    (rows_global,) = all_sum([x.shape[0]], d, device)
+    row_weight = loss_scale(x.shape[0], d, device) / x.shape[0]  # world / rows_global
     sums = [0.0, 0.0, 0.0, 0.0]  # loss_sum, correct, n, non-finite losses
     for j, rows in enumerate(chunks):
         sync = j == len(chunks) - 1 or not d.active
         with (contextlib.nullcontext() if sync else trained.no_sync()), autocast(cfg.precision, device):
             r = objective.loss_and_metrics(trained, x[rows], y[rows], None if lengths is None else lengths[rows])
-        scaler.scale(r.loss * (len(rows) * d.world / rows_global)).backward()  # every rank, even a NaN: DDP's all-reduce
+        scaler.scale(r.loss * (len(rows) * row_weight)).backward()  # every rank, even a NaN: DDP's all-reduce
         sums = [sums[0] + r.loss_sum, sums[1] + r.correct, sums[2] + r.n, sums[3] + (not bool(torch.isfinite(r.loss)))]
     loss_sum, correct, n, bad = all_sum(sums, d, device)
     if bad:
