@@ -16,6 +16,7 @@ from hippos.train.distributed import (
     Dist,
     all_sum,
     from_env,
+    gather_rows,
     loss_scale,
     shard,
     shutdown,
@@ -77,6 +78,30 @@ def test_two_processes_give_the_global_batch_gradient(n, tmp_path):
     # the complex parameters are real views (..., 2): both parts were reduced
     complex_views = [k for k in want if want[k].shape[-1:] == (2,) and want[k].dim() >= 2]
     assert complex_views and all(want[k][..., 1].abs().max() > 0 for k in complex_views)
+
+
+def _gather_worker(rank: int, world: int, port: int, n: int, out: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    d, _ = from_env("cpu")
+    full = {"z": torch.complex(torch.arange(n * 3.0), -torch.arange(n * 3.0)).reshape(n, 3),
+            "k": torch.arange(n * 2 * 4.0).reshape(n, 2, 4)}
+    got = gather_rows({k: shard(v, d) for k, v in full.items()}, d, n)
+    if rank == 0:
+        torch.save({"got": got, "full": full}, out)
+    shutdown(d, True)
+
+
+@pytest.mark.parametrize("n", [4, 5])
+def test_gather_rows_inverts_the_shares(n, tmp_path):
+    """The streams' carried state goes to the checkpoint whole: every rank's rows back in the
+    global order, an uneven split and complex state (real views on the wire) included."""
+    out = str(tmp_path / "rank0.pt")
+    mp.spawn(_gather_worker, args=(2, _free_port(), n, out), nprocs=2, join=True)
+    r = torch.load(out, weights_only=True)
+    assert r["got"].keys() == r["full"].keys()
+    for k in r["full"]:
+        assert r["got"][k].dtype == r["full"][k].dtype and torch.equal(r["got"][k], r["full"][k])
 
 
 def test_single_process_is_the_identity(monkeypatch):
@@ -161,3 +186,45 @@ def test_torchrun_resume_equals_uninterrupted(tmp_path):
 def test_torchrun_refuses_batches_smaller_than_the_job(tmp_path):
     p = _torchrun([*TINY, "--batch_size=47", f"--out_dir={tmp_path / 'r'}"])  # the last batch has 1 example
     assert p.returncode != 0 and "cannot be shared by 2 processes" in p.stderr
+
+
+def test_torchrun_streams_keep_their_carried_state(tmp_path):
+    """Language-model streams with a carried state (``data.carry_state``) on 2 processes: rank k
+    keeps rows k, k+2, ... of every batch, so each carries the state of the same streams window
+    after window and the job trains the model 1 process trains. The checkpoint holds every
+    stream's state (gathered from the ranks), so a 2-process run cut mid-pass resumes bitwise on 2
+    processes and, to float32 reduction order, on 1."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from hippos.cli import main
+
+    text = tmp_path / "corpus.txt"
+    text.write_text("".join(f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(60)))
+    # 3K characters in 4 streams of windows of 16: ~44 windows a pass, 12 steps (the state carried throughout)
+    args = ["train", "charlm", f"--data.path={text}", "--data.seq_len=16", "--data.steps_per_epoch=6", "--batch_size=4",
+            "--epochs=2", "--model.d_model=8", "--model.d_state=8", "--model.shift_state=4", "--warmup_steps=1",
+            "--log_every=1", "--tensorboard=false", "--data.carry_state=true", "--num_threads=1", "--no-progress"]
+    one, two, cut = tmp_path / "one", tmp_path / "two", tmp_path / "cut"
+    assert main([*args, f"--out_dir={one}"]) == 0
+    p = _torchrun([*args, f"--out_dir={two}"])
+    assert p.returncode == 0, p.stderr[-2000:]
+    for name in ("model.safetensors", "carry.safetensors"):  # the weights, and the state of all 4 streams
+        a, b = (load_file(d / "checkpoint" / name) for d in (one, two))
+        assert a.keys() == b.keys() and a
+        for k in a:
+            assert a[k].shape == b[k].shape
+            torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5)
+
+    assert _torchrun([*args, "--max_steps=4", f"--out_dir={cut}"]).returncode == 0
+    cut1 = tmp_path / "cut1"
+    shutil.copytree(cut, cut1)
+    p = _torchrun(["train", "--resume", str(cut), "--no-progress"])
+    assert p.returncode == 0, p.stderr[-2000:]
+    a, b = (load_file(d / "checkpoint" / "model.safetensors") for d in (two, cut))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # 2 processes, cut and resumed: bitwise
+    assert main(["train", "--resume", str(cut1), "--no-progress"]) == 0
+    c = load_file(cut1 / "checkpoint" / "model.safetensors")
+    for k in a:  # the 2-process checkpoint resumed by 1 process
+        torch.testing.assert_close(c[k], a[k], rtol=1e-4, atol=1e-5)

@@ -17,6 +17,12 @@ equals the gradient of the mean loss over the global batch, whatever the split (
 
 **Metrics.** Evaluation scores each rank's share of every batch and adds the loss sums, correct
 counts and sizes over the ranks (:func:`all_sum`): the numbers equal the single-process ones.
+
+**Streams.** A language model trained on contiguous streams (``data.carry_state``) has a batch of
+``batch_size`` stream windows at every step; rank k keeps rows k, k + world, ... of every batch,
+so each rank carries the state of the same streams from window to window and contiguity holds.
+The checkpoint stores the carried state of all the rows (:func:`gather_rows`, the inverse of
+:func:`shard`), so a run resumes on any number of processes.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["BACKENDS", "SINGLE", "Dist", "all_sum", "barrier", "from_env", "loss_scale", "shard", "shutdown"]
+__all__ = ["BACKENDS", "SINGLE", "Dist", "all_sum", "barrier", "from_env", "gather_rows", "loss_scale", "shard", "shutdown"]
 
 BACKENDS = ("gloo", "nccl")
 
@@ -111,6 +117,32 @@ def shutdown(d: Dist, finished: bool) -> None:
 def shard(indices: torch.Tensor, d: Dist) -> torch.Tensor:
     """This rank's share of a global index batch: ``indices[rank::world]``."""
     return indices[d.rank :: d.world] if d.active else indices
+
+
+def gather_rows(tensors: dict[str, torch.Tensor], d: Dist, n_rows: int) -> dict[str, torch.Tensor]:
+    """Every rank's rows of named tensors (dim 0: this rank's :func:`shard` of ``n_rows``) put back
+    in the order of the global batch: ``full[k::world]`` is rank k's tensor. A collective (every
+    rank calls it with the same names and trailing shapes); complex tensors travel as real views
+    (NCCL has no complex type). The identity in a single process."""
+    if not d.active:
+        return tensors
+    share = -(-n_rows // d.world)  # rank 0's rows, the most any rank holds
+    out = {}
+    for name in sorted(tensors):  # the same order on every rank
+        t = tensors[name]
+        real = torch.view_as_real(t) if t.is_complex() else t
+        mine = len(range(d.rank, n_rows, d.world))
+        if real.shape[0] != mine:
+            raise ValueError(f"{name!r} has {real.shape[0]} rows; rank {d.rank} of {d.world} holds {mine} of {n_rows}")
+        padded = real.new_zeros((share, *real.shape[1:]))
+        padded[:mine] = real
+        parts = [torch.empty_like(padded) for _ in range(d.world)]
+        dist.all_gather(parts, padded)
+        full = real.new_empty((n_rows, *real.shape[1:]))
+        for k, part in enumerate(parts):
+            full[k :: d.world] = part[: len(range(k, n_rows, d.world))]
+        out[name] = torch.view_as_complex(full) if t.is_complex() else full
+    return out
 
 
 def all_sum(values, d: Dist, device: torch.device | str = "cpu") -> list[float]:

@@ -49,6 +49,7 @@ from hippos.train.distributed import (
     all_sum,
     barrier,
     from_env,
+    gather_rows,
     loss_scale,
     shard,
     shutdown,
@@ -244,33 +245,35 @@ class _NoMetrics:
         pass
 
 
-def _accumulate(trained, objective, x, y, lengths, cfg: TrainConfig, d: Dist, device, scaler, state) -> tuple:
+def _accumulate(trained, objective, x, y, lengths, cfg: TrainConfig, d: Dist, device, scaler, state, carry=None) -> tuple:
     """Forward and backward of this rank's share of the batch in ``cfg.accumulate`` micro-batches
     (rows split evenly), each loss weighted ``rows_j · world / rows_global`` so that the gradients
     add up (over micro-batches here, over ranks in DDP's average) to the gradient of the global
     batch's mean loss (exact when an objective's count is proportional to rows, as every built-in
     one is). DDP synchronizes on the last micro-batch only. Returns the global batch's
-    ``(loss_sum, correct, n)``; a non-finite loss on any rank stops the run on every rank."""
+    ``(loss_sum, correct, n, next_state)``: ``next_state`` the model's state after the rows when a
+    state is carried (``carry``: one micro-batch, this rank's streams), else None; a non-finite
+    loss on any rank stops the run on every rank."""
     chunks = [c for c in torch.tensor_split(torch.arange(x.shape[0], device=x.device), cfg.accumulate) if len(c)]
     row_weight = loss_scale(x.shape[0], d, device) / x.shape[0]  # world / rows_global
     sums = [0.0, 0.0, 0.0, 0.0]  # loss_sum, correct, n, non-finite losses
     for j, rows in enumerate(chunks):
         sync = j == len(chunks) - 1 or not d.active
         with (contextlib.nullcontext() if sync else trained.no_sync()), autocast(cfg.precision, device):
-            r = objective.loss_and_metrics(trained, x[rows], y[rows], None if lengths is None else lengths[rows])
+            if carry is None:
+                r = objective.loss_and_metrics(trained, x[rows], y[rows], None if lengths is None else lengths[rows])
+            else:  # accumulate == 1: rows is the whole share
+                r = objective.loss_and_metrics(trained, x, y, lengths, state=carry.state, carry=True)
         scaler.scale(r.loss * (len(rows) * row_weight)).backward()  # every rank, even a NaN: DDP's all-reduce
         sums = [sums[0] + r.loss_sum, sums[1] + r.correct, sums[2] + r.n, sums[3] + (not bool(torch.isfinite(r.loss)))]
     loss_sum, correct, n, bad = all_sum(sums, d, device)
     if bad:
         raise ValueError(f"training diverged: a non-finite loss at step {state['step'] + 1} (try a lower lr or grad_clip)")
-    return loss_sum, correct, (int(n) if float(n).is_integer() else n)
+    return loss_sum, correct, (int(n) if float(n).is_integer() else n), r.state
 
 
-def _check_shares(task: Task, data, cfg: TrainConfig, d: Dist, carry) -> None:
+def _check_shares(task: Task, data, cfg: TrainConfig, d: Dist) -> None:
     """Refuse, before anything is written, what several processes cannot do (yet)."""
-    if carry is not None:
-        raise ValueError(f"data.carry_state=true runs in one process only for now (this job has {d.world}): "
-                         "the streams' carried state is not yet split across processes")
     smallest = min((len(b) for b in task.batches(data.train, cfg, 0, 0, True)), default=0)
     if smallest < d.world:
         raise ValueError(f"a training batch of {smallest} examples cannot be shared by {d.world} processes "
@@ -376,7 +379,7 @@ def _train(cfg: TrainConfig, task: Task, model, device, resume: bool, force: boo
         raise ValueError("accumulate > 1 does not go with data.carry_state=true (the carried state is per row of the "
                          "whole batch): use accumulate=1")
     if d.active:
-        _check_shares(task, data, cfg, d, carry)
+        _check_shares(task, data, cfg, d)
     steps_per_epoch = len(task.batches(data.train, cfg, 0, 0, True))
     total_steps = cfg.epochs * steps_per_epoch
     warmup_steps = cfg.warmup_steps or round(cfg.warmup_fraction * total_steps)
@@ -396,7 +399,8 @@ def _train(cfg: TrainConfig, task: Task, model, device, resume: bool, force: boo
             if carry is not None:
                 if carried is None:
                     raise ValueError(f"{str(found)!r} holds no carried state ({ckpt_io.CARRY}), but the run carries one")
-                carry.load(carried, model.default_state(cfg.batch_size))
+                mine = shard(torch.arange(cfg.batch_size), d)  # this rank's streams of the checkpoint's batch
+                carry.load({k: v[mine] for k, v in carried.items()}, model.default_state(len(mine)))
         else:
             if d.main:
                 run.check_fresh(force, data.artifacts)
@@ -442,11 +446,12 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
 
     def save():
         nonlocal saved_at
+        # the carried state of every stream (a collective: all ranks gather, rank 0 writes)
+        carried = None if carry is None else gather_rows(carry.tensors(), d, cfg.batch_size)
         if not d.main:  # rank 0 alone writes; every rank knows where the run stands
             saved_at = state["step"]
             return
-        ckpt_io.save_checkpoint(run.path, model, optimizer, {**state, "rng": ckpt_io.get_rng_state()},
-                                carry=None if carry is None else carry.tensors())
+        ckpt_io.save_checkpoint(run.path, model, optimizer, {**state, "rng": ckpt_io.get_rng_state()}, carry=carried)
         saved_at = state["step"]
 
     def plot():
@@ -496,9 +501,10 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
                         raise ValueError(f"training diverged: loss {r.loss.item()} at step {state['step'] + 1} "
                                          "(try a lower lr or grad_clip)")
                     scaler.scale(r.loss).backward()  # float16: the loss times the scale (else as is)
-                    loss_sum, correct, n = r.loss_sum, r.correct, r.n
+                    loss_sum, correct, n, next_state = r.loss_sum, r.correct, r.n, r.state
                 else:  # micro-batches and/or several processes: the gradient of the global batch's mean loss
-                    loss_sum, correct, n = _accumulate(trained, objective, x, y, lengths, cfg, d, device, scaler, state)
+                    loss_sum, correct, n, next_state = _accumulate(trained, objective, x, y, lengths, cfg, d, device,
+                                                                   scaler, state, carry)
                 scaler.unscale_(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
                 if scaler.is_enabled():  # float16: an overflowed step is skipped and the scale lowered
@@ -516,7 +522,7 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
                         raise ValueError(f"training diverged: {bad_grads} non-finite gradients in a row at step "
                                          f"{state['step'] + 1} (try a lower lr or grad_clip)")
                 if carry is not None:
-                    carry.keep(r.state)
+                    carry.keep(next_state)
 
                 for sums in (state["epoch_sums"], state["window_sums"]):
                     sums[0], sums[1], sums[2] = sums[0] + loss_sum, sums[1] + correct, sums[2] + n
