@@ -236,3 +236,19 @@ def test_seconds_per_epoch_is_the_median_so_a_paused_epoch_does_not_move_it(tmp_
                  "8,4.0000,val,1,0,,10,607.0\n")  # epoch 4: 2.5 s
     assert synthetics.median_epoch_seconds(f, fallback=-1.0) == 2.5  # total / epochs would say 151.75
     assert synthetics.median_epoch_seconds(tmp_path / "none.csv", fallback=-1.0) == -1.0
+
+
+def test_plan_run_reads_a_run_saved_before_a_key_existed(tmp_path):
+    """A run whose config.json predates a config key (saved by an older hippos) is the same run when
+    the key is asked at its default: the experiment commands resume it, as ``--resume`` would."""
+    cfg = synthetics.synthetic_config("ar", "h3", tmp_path, max_epochs=1, n_train=64, n_test=32)
+    cfg.max_steps = 1
+    train(cfg, progress=False, log=lambda m: None)
+    path = tmp_path / "ar-h3" / "config.json"
+    saved = json.loads(path.read_text())
+    assert saved.pop("accumulate") == 1 and saved.pop("precision") == "32"
+    path.write_text(json.dumps(saved))
+    assert synthetics.plan_run(cfg) == "resume"
+    cfg.accumulate = 2  # not the default the old run trained with
+    with pytest.raises(ValueError, match=r"another config \(accumulate: 1 there, 2 asked\)"):
+        synthetics.plan_run(cfg)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hippos.train import checkpoint as ckpt_io
 from hippos.train.config import RESUME_MUTABLE, config_to_dict, flat_config, load_config
+from hippos.train.registry import config_from_dict
 
 __all__ = ["PLAN_WORDS", "duration", "given_options", "plan_run", "train_arm"]
 
@@ -25,7 +26,9 @@ def plan_run(cfg, ignore: Callable[[str, object], bool] = lambda key, wanted: Fa
     run_dir = Path(cfg.out_dir)
     if not (run_dir / "config.json").is_file():
         return "fresh"  # the trainer refuses a non-empty directory that is not a run
-    saved = flat_config(load_config(run_dir / "config.json"))
+    # the config a resume would run (hippos.train.registry.config_from_dict): a key the run's file
+    # lacks (added to hippos after the run was saved) has the default the run trained with
+    saved = flat_config(json.loads(json.dumps(config_to_dict(config_from_dict(load_config(run_dir / "config.json"))))))
     want = flat_config(json.loads(json.dumps(config_to_dict(cfg))))
     for key in sorted(set(saved) | set(want)):
         if key in RESUME_MUTABLE or ignore(key, want.get(key)):
