@@ -263,3 +263,16 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path):
     a, b = (load_file(d / "checkpoint" / "model.safetensors") for d in (full, killed))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert _rows(full) == _rows(killed)
+
+
+@pytest.mark.parametrize("minutes, saved_steps", [(0, [3, 6]), (1e-9, [1, 2, 3, 4, 5, 6])])
+def test_checkpoint_minutes_saves_long_epochs(tmp_path, monkeypatch, minutes, saved_steps):
+    """``checkpoint_minutes``: a checkpoint whenever that much time has passed since the last, in
+    the middle of an epoch too (a kill of a run with hour-long epochs loses at most that much);
+    0 leaves the epoch ends only (and ``checkpoint_every``, 0 here)."""
+    steps = []
+    real = ckpt_io.save_checkpoint
+    monkeypatch.setattr(ckpt_io, "save_checkpoint", lambda path, m, o, state, **kw: steps.append(state["step"]) or real(
+        path, m, o, state, **kw))
+    assert _train(tmp_path / "run", f"--checkpoint_minutes={minutes}") == 0
+    assert steps == saved_steps

@@ -79,6 +79,7 @@ class TrainConfig:
     accumulate: int = 1  # micro-batches per step: the batch is run in this many parts, gradients added up
     eval_every: int = 0  # steps between extra validations; the val set is always run each epoch
     checkpoint_every: int = 0  # steps between checkpoints; one is always written each epoch
+    checkpoint_minutes: float = 10.0  # also a checkpoint once this many minutes passed since the last (0: off)
     log_every: int = 50  # steps between training rows of metrics.csv
     max_steps: int | None = None  # stop (with a checkpoint) after this many steps in total
     num_workers: int = 0  # DataLoader worker processes
@@ -96,7 +97,7 @@ class TrainConfig:
 #: stay float32 in every precision, so a run may continue in another one; see docs/training.md).
 RESUME_MUTABLE = frozenset(
     {"task_module", "data_dir", "out_dir", "max_steps", "num_workers", "device", "num_threads", "precision", "dist_backend", "tensorboard",
-     "log_every", "eval_every", "checkpoint_every"}
+     "log_every", "eval_every", "checkpoint_every", "checkpoint_minutes"}
 )
 
 SCHEDULES = ("cosine", "linear", "constant")
@@ -433,6 +434,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.accumulate >= 1, "accumulate", ">= 1")
     need(cfg.eval_every >= 0, "eval_every", ">= 0")
     need(cfg.checkpoint_every >= 0, "checkpoint_every", ">= 0")
+    need(math.isfinite(cfg.checkpoint_minutes) and cfg.checkpoint_minutes >= 0, "checkpoint_minutes", "a number >= 0")
     need(cfg.log_every >= 1, "log_every", ">= 1")
     need(cfg.max_steps is None or cfg.max_steps >= 1, "max_steps", ">= 1 or none")
     need(cfg.num_workers >= 0, "num_workers", ">= 0")

@@ -272,6 +272,17 @@ def _accumulate(trained, objective, x, y, lengths, cfg: TrainConfig, d: Dist, de
     return loss_sum, correct, (int(n) if float(n).is_integer() else n), r.state
 
 
+def _time_to_save(cfg: TrainConfig, t_saved: float, d: Dist, device) -> bool:
+    """``checkpoint_minutes`` have passed since the last checkpoint (rank 0's clock decides for all:
+    a checkpoint is a collective when the carried state is gathered)."""
+    if not cfg.checkpoint_minutes:
+        return False
+    due = time.perf_counter() - t_saved >= 60 * cfg.checkpoint_minutes
+    if d.active:
+        due = all_sum([due if d.main else 0], d, device)[0] > 0
+    return due
+
+
 def _check_shares(task: Task, data, cfg: TrainConfig, d: Dist) -> None:
     """Refuse, before anything is written, what several processes cannot do (yet)."""
     smallest = min((len(b) for b in task.batches(data.train, cfg, 0, 0, True)), default=0)
@@ -444,8 +455,11 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
     saved_at = state["step"] if resume else None  # the step of the last checkpoint on disk
     scaler = grad_scaler(cfg.precision, device, state.get("grad_scaler"))  # enabled for float16 only
 
+    t_saved = time.perf_counter()  # when the last checkpoint was written (or this session began)
+
     def save():
-        nonlocal saved_at
+        nonlocal saved_at, t_saved
+        t_saved = time.perf_counter()
         # the carried state of every stream (a collective: all ranks gather, rank 0 writes)
         carried = None if carry is None else gather_rows(carry.tensors(), d, cfg.batch_size)
         if not d.main:  # rank 0 alone writes; every rank knows where the run stands
@@ -556,7 +570,8 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
                 stopped = (cfg.max_steps is not None and step >= cfg.max_steps) or ctrl_c.requested
                 if end_of_epoch:
                     break
-                if stopped or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
+                due = _time_to_save(cfg, t_saved, d, device)  # every step on every rank (a collective)
+                if stopped or due or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
                     save()
                 if stopped:
                     break
