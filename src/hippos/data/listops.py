@@ -268,7 +268,7 @@ def _unique_trees(n, seed, min_length, max_length, max_depth, max_args, progress
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=n, desc="listops", unit="ex", mininterval=1.0, dynamic_ncols=True)
+        bar = tqdm(total=n, desc="listops", unit="ex", mininterval=1.0, dynamic_ncols=True, disable=None)  # None: not into a log file
     misses = 0
     try:
         while len(seen) < n:

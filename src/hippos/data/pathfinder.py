@@ -606,7 +606,7 @@ def generate_pathfinder(n: int, seed: int = 0, params: PathfinderParams | None =
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=n, unit="img", desc=f"pathfinder{params.window_size}")
+        bar = tqdm(total=n, unit="img", desc=f"pathfinder{params.window_size}", disable=None)  # None: not into a log file
     parts = []
     try:
         if workers == 1:
