@@ -61,6 +61,7 @@ def _worker(rank: int, world: int, port: int, n: int, out: str) -> None:
     sums = all_sum([len(idx), float(idx.sum())], d)
     if rank == 0:
         torch.save({"grads": {k.removeprefix("module."): v for k, v in grads.items()}, "sums": sums}, out)
+    del model  # DDP's reducer holds the process group: free it first, or gloo may abort at exit
     shutdown(d, True)
 
 

@@ -27,6 +27,7 @@ The checkpoint stores the carried state of all the rows (:func:`gather_rows`, th
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -111,6 +112,7 @@ def shutdown(d: Dist, finished: bool) -> None:
     if d.active and dist.is_initialized():
         if finished:
             dist.barrier()
+        gc.collect()  # a DDP wrapper no longer used (its hooks make reference cycles) lets go of the group
         dist.destroy_process_group()
 
 
