@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -163,6 +162,7 @@ def resolve_train_config(ns: argparse.Namespace, overrides: list[tuple[str, str]
 
 def run_train(args: argparse.Namespace) -> int:
     from hippos.train.config import config_to_dict, validate
+    from hippos.train.distributed import launched_rank
     from hippos.train.loop import train
     from hippos.train.registry import get_task
 
@@ -174,7 +174,7 @@ def run_train(args: argparse.Namespace) -> int:
         return 0
     progress = not ns.no_progress and sys.stderr.isatty()
     results = train(cfg, resume=bool(ns.resume), force=ns.force, progress=progress)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone prints
+    if launched_rank() == 0:  # under torchrun, rank 0 alone prints
         print(json.dumps(results))
     return 0
 

@@ -103,6 +103,8 @@ RESUME_MUTABLE = frozenset(
 SCHEDULES = ("cosine", "linear", "constant")
 #: ``TrainConfig.precision``: float32, or autocast to bfloat16 / float16 (float16 with a gradient scaler).
 PRECISIONS = ("32", "bf16", "16")
+#: ``TrainConfig.dist_backend`` under torchrun (None: gloo for the CPU, nccl for CUDA).
+BACKENDS = ("gloo", "nccl")
 
 #: The config format written by this version (``config_version``); older ones are upgraded on load.
 CONFIG_VERSION = 2
@@ -440,6 +442,6 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.num_workers >= 0, "num_workers", ">= 0")
     need(cfg.num_threads >= 0, "num_threads", ">= 0 (0: torch's default)")
     need(cfg.precision in PRECISIONS, "precision", "one of " + ", ".join(repr(s) for s in PRECISIONS))
-    need(cfg.dist_backend in (None, "gloo", "nccl"), "dist_backend", "none, 'gloo' or 'nccl'")
+    need(cfg.dist_backend in (None, *BACKENDS), "dist_backend", "none or " + ", ".join(repr(b) for b in BACKENDS))
     need(cfg.seed >= 0, "seed", ">= 0")
     return cfg

@@ -34,9 +34,10 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["BACKENDS", "SINGLE", "Dist", "all_sum", "barrier", "from_env", "gather_rows", "loss_scale", "shard", "shutdown"]
+from hippos.train.config import BACKENDS
 
-BACKENDS = ("gloo", "nccl")
+__all__ = ["BACKENDS", "SINGLE", "Dist", "all_sum", "barrier", "from_env", "gather_rows", "launched_rank", "loss_scale", "shard", "shutdown"]
+
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,11 @@ def _env_int(name: str, default: int | None = None) -> int:
         return int(text)
     except ValueError:
         raise ValueError(f"${name} must be an integer, got {text!r}") from None
+
+
+def launched_rank() -> int:
+    """This process's ``RANK`` as torchrun set it (0 outside torchrun), without joining the group."""
+    return _env_int("RANK", 0)
 
 
 def from_env(device: str, backend: str | None = None) -> tuple[Dist, str]:
