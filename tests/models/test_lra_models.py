@@ -150,3 +150,24 @@ def test_dt_lr_sets_the_step_size_rate_alone():
     assert {n.rsplit(".", 1)[-1] for n in hinted} == {"log_dt", "log_neg_re", "im", "P", "B"}
     assert {rates[n] for n in hinted if n.endswith("log_dt")} == {0.01}
     assert {rates[n] for n in hinted if not n.endswith("log_dt")} == {1e-3}  # min(lr, 1e-3), as without dt_lr
+
+
+def test_attn_dropout_acts_on_the_attention_probabilities_only():
+    """``attn_dropout`` (the LRA Transformer sets 0: torch's CPU attention has no fused kernel with
+    dropout) switches the attention-probability dropout independently of the residual dropout."""
+    x, lengths = _batch()
+
+    def two_draws(**kw):
+        model = _classifier(mixer="attention", norm="layer", prenorm=True, mlp_expand=2, **kw).train()
+        return model(x, lengths)[0], model(x, lengths)[0]
+
+    a, b = two_draws(dropout=0.0, attn_dropout=0.5)  # only the attention probabilities are dropped
+    assert (a - b).abs().max() > 1e-3
+    a, b = two_draws(dropout=0.0, attn_dropout=0.0)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    a, b = two_draws(dropout=0.3, attn_dropout=0.0)  # the residual dropout still acts
+    assert (a - b).abs().max() > 1e-3
+    model = _classifier(mixer="attention", norm="layer", mlp_expand=2, dropout=0.3)  # None: follows dropout
+    assert [blk.mixer.dropout for blk in model.backbone.blocks] == [0.3, 0.3]
+    with pytest.raises(ValueError, match="attn_dropout"):
+        ModelConfig(mixer="attention", attn_dropout=1.0).validate()

@@ -153,3 +153,18 @@ def test_non_finite_gradient_skips_the_update(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(loop, "MAX_BAD_GRADS", 3)
     assert main([*args[:-1], f"--out_dir={tmp_path / 'run2'}"]) == 2
     assert "training diverged: 3 non-finite gradients in a row" in capsys.readouterr().err
+
+
+def test_transformer_arm_budget():
+    """The table's Transformer: its epochs (a time budget), no attention-probability dropout, the
+    S4 arm's data and width; ``--epochs`` still sets every arm."""
+    from hippos.experiments.lra import TASKS, TRANSFORMER_EPOCHS, arm_config
+
+    for task in TASKS:
+        s4, tr = arm_config(task, "s4", "/tmp/x"), arm_config(task, "transformer", "/tmp/x")
+        assert tr.epochs == TRANSFORMER_EPOCHS[task] <= s4.epochs
+        assert tr.model.mixer == "attention" and tr.model.attn_dropout == 0.0 and tr.model.dropout == s4.model.dropout
+        assert (tr.data, tr.batch_size, tr.model.d_model, tr.model.n_layers) == (s4.data, s4.batch_size, s4.model.d_model,
+                                                                                  s4.model.n_layers)
+        assert arm_config(task, "transformer", "/tmp/x", epochs=7).epochs == 7
+        assert arm_config(task, "s4d", "/tmp/x").epochs == s4.epochs

@@ -53,6 +53,7 @@ class ModelConfig:
     mixer: str = "ssm"  # "ssm" (the S4 layer of mode) or "attention" (Transformer baseline)
     n_heads: int = 4  # attention heads (mixer="attention")
     mlp_expand: int = 0  # hidden width of a per-block MLP as a multiple of d_model; 0: none (the S4 block)
+    attn_dropout: float | None = None  # dropout on the attention probabilities (mixer="attention"); None: dropout
 
     def validate(self) -> ModelConfig:
         """Raise ``ValueError`` naming the first field that does not fit; return self.
@@ -97,6 +98,8 @@ class ModelConfig:
             need(getattr(self, name) is None or (is_num(getattr(self, name)) and getattr(self, name) > 0), name,
                  "None or a finite number > 0")
         need(is_num(self.dropout) and 0 <= self.dropout < 1, "dropout", "in [0, 1)")
+        need(self.attn_dropout is None or (is_num(self.attn_dropout) and 0 <= self.attn_dropout < 1), "attn_dropout",
+             "None or in [0, 1)")
         need(self.activation in ACTIVATIONS, "activation", f"one of {', '.join(map(repr, ACTIVATIONS))}")
         need(self.output in ("glu", "linear"), "output", "'glu' or 'linear'")
         need(self.norm in NORMS, "norm", f"one of {', '.join(map(repr, NORMS))}")

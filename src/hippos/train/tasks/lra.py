@@ -50,9 +50,12 @@ def _s4_config(task: str, data, *, d_model: int, n_layers: int, d_state: int, pr
 def lra_transformer(cfg: TrainConfig) -> list[tuple[str, str]]:
     """The overrides that turn an LRA task's S4 config into its Transformer baseline: the same
     depth and width, self-attention (4 heads, bidirectional, learned positions) and an MLP of
-    2 × d_model per block, pre-LayerNorm, lr 1e-3 (a Transformer diverges at S4's 0.01)."""
+    2 × d_model per block, pre-LayerNorm, lr 1e-3 (a Transformer diverges at S4's 0.01). The task's
+    dropout stays on the residual branches; the attention probabilities get none
+    (``model.attn_dropout=0``): torch's CPU ``scaled_dot_product_attention`` has no fused kernel
+    with dropout and falls back to writing out the L × L matrix, several times slower per layer."""
     return [("model.mixer", "attention"), ("model.n_heads", "4"), ("model.mlp_expand", "2"), ("model.norm", "layer"),
-            ("model.prenorm", "true"), ("lr", "1e-3"), ("model.dt_lr", "none")]
+            ("model.prenorm", "true"), ("lr", "1e-3"), ("model.dt_lr", "none"), ("model.attn_dropout", "0")]
 
 
 class _LraTask(ClassificationTask):
