@@ -48,8 +48,9 @@ defaults):
 
 * speed: ~560-570 kept examples/s (``n`` = 2,000: 3.5 s; ``n`` = 20,000 through
   ``load_listops``: 35 s, read back from the cache in 0.02 s). 8.3% of drawn trees fall in
-  ``500 < ℓ < 2000`` and 75% are single leaves. 100,000 examples should take about 3 minutes
-  (extrapolated), once;
+  ``500 < ℓ < 2000`` and 75% are single leaves. The 100,000 of the task's default took 4 min 36 s
+  in the first ``hippos lra --tasks listops`` (2-core CPU shared with three training runs;
+  docs/lra.md), once;
 * length ``ℓ`` (n = 20,000): min 501, 10% 574, median 952, 90% 1643, max 1999, mean 1033
   (n = 2,000: min 501, median 975, max 1999);
 * labels, % of n = 20,000 for 0..9: 16.7 9.3 7.7 8.3 9.0 8.5 8.0 7.0 8.6 17.0 (n = 2,000:
