@@ -154,8 +154,9 @@ def table_markdown(summary: dict) -> str:
     lines = ["# Long Range Arena at CPU scale", "",
              ("Test accuracy (%) of the weights with the best validation accuracy. Paper: S4 (arXiv 2111.00396) "
               "Table 4 (S4; the LRA paper's Transformer), at full scale (6 layers, H 256-512, up to 200 epochs). "
-              "The Transformer trains for fewer epochs than S4: at least the S4 arm's training time "
-              "(its step costs several S4 steps on a CPU)."), "",
+              "The Transformer trains for fewer epochs than S4, as many as give it at least the S4 arm's "
+              "training time on the same machine (its step costs 4-6 S4 steps on a CPU: "
+              "scripts/lra_step_cost.py). Train time is wall time, on a machine other runs may have shared."), "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     order = {(t, m): k for k, (t, m) in enumerate((t, m) for t in TASKS for m in MODELS)}
     for r in sorted(summary["runs"], key=lambda r: order[(r["task"], r["model"])]):
