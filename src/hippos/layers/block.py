@@ -49,24 +49,17 @@ class _BatchNormBLH(nn.BatchNorm1d):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         if x.dim() != 3:
             return super().forward(x)
-        L = x.shape[1]
+        B, L, H = x.shape
+        # (B·L, H), channels last: torch's fast CPU kernel (on a transposed (B, H, L) view forward
+        # and backward are about 4x slower); the statistics are the same, over all B·L steps
+        flat = x.reshape(B * L, H)
         if lengths is None or not self.training or bool((lengths >= L).all()):
-            return super().forward(x.transpose(1, 2)).transpose(1, 2)
-        valid = (torch.arange(L, device=x.device)[None, :] < lengths[:, None])[..., None]  # (B L 1)
-        n = valid.sum()
-        xf = x.to(torch.promote_types(x.dtype, torch.float32))  # half precision: statistics in float32
-        mean = (xf * valid).sum((0, 1)) / n  # (H)
-        var = (((xf - mean) * valid) ** 2).sum((0, 1)) / n  # (H) biased, as BatchNorm normalizes with
-        if self.track_running_stats and self.running_mean is not None:
-            with torch.no_grad():
-                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked + 1)
-                self.running_mean.lerp_(mean.to(self.running_mean.dtype), m)
-                self.running_var.lerp_((var * n / max(int(n) - 1, 1)).to(self.running_var.dtype), m)  # unbiased, as torch
-                self.num_batches_tracked.add_(1)
-        y = (xf - mean) * torch.rsqrt(var + self.eps)
-        if self.affine:
-            y = y * self.weight + self.bias
-        return y.to(x.dtype)
+            return super().forward(flat).view(B, L, H)
+        # training on a padded batch: the statistics of the valid steps only (rows b·L + t, t < lengths[b])
+        rows = (torch.arange(L, device=x.device)[None, :] < lengths[:, None]).reshape(-1).nonzero().squeeze(1)  # (n_valid)
+        wide = torch.promote_types(x.dtype, torch.float32)  # half precision: statistics in float32
+        y = super().forward(flat.index_select(0, rows).to(wide)).to(x.dtype)  # (n_valid, H)
+        return flat.new_zeros(flat.shape).index_copy(0, rows, y).view(B, L, H)  # padding: 0
 
 
 def normed(norm: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
