@@ -77,7 +77,8 @@ def build_train_model(job: dict) -> torch.nn.Module:
     from hippos.models import ModelConfig, SequenceClassifier
 
     mode = {"s4": "dplr", "s4d": "diag"}[kind]
-    cfg = ModelConfig(d_input=1, n_classes=10, d_model=d, n_layers=layers, d_state=job["d_state"], mode=mode, l_max=L)
+    cfg = ModelConfig(d_input=1, n_classes=10, d_model=d, n_layers=layers, d_state=job["d_state"], mode=mode, l_max=L,
+                      norm=job.get("norm", "layer"))
     return SequenceClassifier(cfg)
 
 
@@ -145,9 +146,12 @@ def run_train_job(job: dict) -> dict:
     }
 
 
-def train_jobs(models, batch: int, L: int, d_model: int, n_layers: int, d_state: int, repeats: int, threads, allocator: str) -> list[dict]:
+def train_jobs(models, batch: int, L: int, d_model: int, n_layers: int, d_state: int, repeats: int, threads, allocator: str,
+               norm: str = "layer") -> list[dict]:
+    """One job per model; ``norm``: the S4 / S4D blocks' (``"layer"`` or ``"batch"``)."""
     return [
-        {"what": "train", "model": m, "batch": batch, "L": L, "d_model": d_model, "n_layers": n_layers, "d_state": d_state, "repeats": repeats, "threads": threads, "allocator": allocator}
+        {"what": "train", "model": m, "batch": batch, "L": L, "d_model": d_model, "n_layers": n_layers, "d_state": d_state, "repeats": repeats,
+         "threads": threads, "allocator": allocator, "norm": norm}
         for m in models
     ]
 

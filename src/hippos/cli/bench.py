@@ -107,11 +107,13 @@ def _print_vs_baseline(results: list[dict], key, what: str) -> None:
 
 
 def run_train(args) -> list[dict]:
-    jobs = train_jobs(args.models, args.batch, args.L, args.d_model, args.n_layers, args.d_state, args.repeats, args.threads, args.allocator)
+    jobs = train_jobs(args.models, args.batch, args.L, args.d_model, args.n_layers, args.d_state, args.repeats, args.threads, args.allocator,
+                      norm=args.norm)
     results = run_rounds(jobs, baseline=args.baseline, rounds=args.rounds, timeout=args.timeout, progress=lambda it: _progress(it, "bench train"))
     threads = _threads(results)
     print(
-        f"\ntraining step (forward, backward, AdamW), batch {args.batch}, L {args.L}, {args.n_layers} layers, H {args.d_model}, N {args.d_state}; "
+        f"\ntraining step (forward, backward, AdamW), batch {args.batch}, L {args.L}, {args.n_layers} layers, H {args.d_model}, N {args.d_state}, "
+        f"SSM blocks' norm {args.norm}; "
         f"{threads} threads, allocator {args.allocator}, median of {args.repeats} steps x {args.rounds} round(s); {_machine()}"
     )
     tf = {r["tree"]: r for r in results if r["model"] == "transformer" and "median_s" in r}
@@ -340,6 +342,8 @@ def add_parser(subparsers) -> None:
     trn.add_argument("--n-layers", dest="n_layers", type=positive_int, default=4)
     trn.add_argument("--d-state", dest="d_state", type=positive_int, default=64)
     trn.add_argument("--repeats", type=positive_int, default=5, help="timed steps per process, after 2 warm-up steps (default 5)")
+    trn.add_argument("--norm", choices=("layer", "batch"), default="layer",
+                     help="the S4 / S4D blocks' norm (default layer; batch: the LRA and speech models'); the Transformer keeps LayerNorm")
     for q in (lay, trn):
         q.add_argument("--rounds", type=positive_int, default=1, help="processes per configuration (and tree), alternating; medians over rounds")
         q.add_argument("--baseline", default=None, metavar="SRC",
