@@ -5,13 +5,13 @@
                                     [--steps 12] [--out-dir /tmp/lra-step-cost]
 
 Each (task, model) arm is the ``hippos lra`` arm itself (:func:`hippos.experiments.lra.arm_config`:
-the same data, model and batch size), trained for ``--steps`` steps with one thread and a log line
-every step; the mean wall time of the steps after the first two (warm-up) is its step cost. The
-arms of a task see the same batches (the same seed), so the variable-length tasks compare like
-with like. Prints a table: seconds per step, the ratio to S4, one epoch's time, and the epochs of
-the Transformer that match the S4 arm's default training time (rounded up). Data comes from
-``$HIPPOS_CACHE`` / ``$HIPPOS_DATA`` as in ``hippos lra`` (generated on first use). Run it with
-nothing else on the machine for absolute times; the ratios hold roughly on a shared one.
+the same data, model and batch size), trained with one thread; the arms of a task see the same
+batches (the same seed), so the variable-length tasks compare like with like. The time is CPU
+time: a run of ``--steps`` steps minus a run of 2, so it holds on a machine shared with other
+work. Prints a table: CPU seconds per step, the ratio to S4, one epoch's time (what one thread
+of an idle core would take), and the Transformer's epochs that match the S4 arm's default
+training time (rounded up). Data comes from ``$HIPPOS_CACHE`` / ``$HIPPOS_DATA`` as in
+``hippos lra`` (generated on first use).
 """
 
 from __future__ import annotations
@@ -19,23 +19,28 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import time
 from pathlib import Path
 
 
 def step_cost(task: str, model: str, steps: int, out_dir: str) -> tuple[float, int, int]:
-    """``(seconds per step, steps per epoch, default epochs)`` of one arm."""
+    """``(CPU seconds per step, steps per epoch, default epochs)`` of one arm: the CPU time of a
+    run of ``steps`` steps minus that of a run of 2 (loading the data, building the model and the
+    first steps cancel), so other work on the machine does not enter."""
     from hippos.experiments.lra import arm_config
     from hippos.train import default_config, train
 
-    cfg = arm_config(task, model, out_dir, num_threads=1, max_steps=steps)
-    cfg.log_every = 1
-    results = train(cfg, force=True, progress=False)
+    cpu = []
+    for n in (2, steps):
+        cfg = arm_config(task, model, out_dir, num_threads=1, max_steps=n)
+        cfg.log_every = 1
+        t = time.process_time()
+        train(cfg, force=True, progress=False)
+        cpu.append(time.process_time() - t)
     with open(Path(cfg.out_dir) / "metrics.csv") as f:
-        rows = [r for r in csv.DictReader(f) if r["split"] == "train"]
-    elapsed = [float(r["elapsed_s"]) for r in rows]
-    per_step = (elapsed[-1] - elapsed[1]) / (len(elapsed) - 2)
-    steps_per_epoch = round(results["step"] / float(rows[-1]["epoch"]))
-    return per_step, steps_per_epoch, default_config(task).epochs
+        last = [r for r in csv.DictReader(f) if r["split"] == "train"][-1]
+    steps_per_epoch = round(int(last["step"]) / float(last["epoch"]))
+    return (cpu[1] - cpu[0]) / (steps - 2), steps_per_epoch, default_config(task).epochs
 
 
 def main() -> None:
@@ -53,7 +58,7 @@ def main() -> None:
     for m in models:
         if m not in MODELS:
             p.error(f"unknown model {m!r}")
-    print("| task | model | s/step | × S4 | one epoch | Transformer epochs for S4's time |")
+    print("| task | model | CPU s/step | × S4 | one epoch | Transformer epochs for S4's time |")
     print("|---|---|---|---|---|---|")
     for task in args.tasks.split(","):
         cost = {m: step_cost(task, m, args.steps, args.out_dir) for m in models}

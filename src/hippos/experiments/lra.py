@@ -41,10 +41,10 @@ SMOKE_OVERRIDES = {
     "lra-image": [("data.n_train", "32"), ("data.val_size", "8"), ("data.n_test", "8")],
 }
 #: The Transformer's budget: the epochs that give it at least the S4 arm's training time on a CPU,
-#: not S4's epochs. Its training step costs 4.4-6.1× S4's there (attention is quadratic in L;
+#: not S4's epochs. Its training step costs 3.7-8.9× S4's there (attention is quadratic in L;
 #: ``scripts/lra_step_cost.py`` measures it and prints these numbers); at S4's epochs its four
-#: arms would take about 38 hours of one core. ``--epochs`` sets every arm, these included.
-TRANSFORMER_EPOCHS = {"listops": 1, "lra-text": 2, "pathfinder": 3, "lra-image": 9}
+#: arms would take about 25 hours of one core. ``--epochs`` sets every arm, these included.
+TRANSFORMER_EPOCHS = {"listops": 1, "lra-text": 2, "pathfinder": 2, "lra-image": 6}
 #: Keys ``fit_config`` fills in from the data: not compared when deciding to resume.
 _FILLED = {"model.d_input", "model.n_classes", "model.vocab_size", "model.l_max"}
 
@@ -155,7 +155,7 @@ def table_markdown(summary: dict) -> str:
              ("Test accuracy (%) of the weights with the best validation accuracy. Paper: S4 (arXiv 2111.00396) "
               "Table 4 (S4; the LRA paper's Transformer), at full scale (6 layers, H 256-512, up to 200 epochs). "
               "The Transformer trains for fewer epochs than S4, as many as give it at least the S4 arm's "
-              "training time on the same machine (its step costs 4-6 S4 steps on a CPU: "
+              "training time on the same machine (its step costs 4-9 S4 steps on a CPU: "
               "scripts/lra_step_cost.py). Train time is wall time, on a machine other runs may have shared."), "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     order = {(t, m): k for k, (t, m) in enumerate((t, m) for t in TASKS for m in MODELS)}
