@@ -49,7 +49,8 @@ def add_parser(subparsers) -> None:
                    help="comma-separated: listops, lra-text, pathfinder, lra-image (default: all)")
     s.add_argument("--models", metavar="LIST", type=_names(MODELS), default=list(MODELS),
                    help="comma-separated: s4, s4d, transformer (default: all)")
-    s.add_argument("--epochs", metavar="N", type=positive_int, default=None, help="epochs per run (default: each task's)")
+    s.add_argument("--epochs", metavar="N", type=positive_int, default=None, help="epochs per run (default: each task's for S4 and S4D; the Transformer's give it at least S4's "
+                   "training time: hippos.experiments.lra.TRANSFORMER_EPOCHS)")
     s.add_argument("--max-steps", metavar="N", type=positive_int, default=None,
                    help="stop each run after N steps in all (resumable: rerun without it to finish)")
     s.add_argument("--smoke", action="store_true", help="tiny models on tiny data for one epoch: checks that everything runs")
