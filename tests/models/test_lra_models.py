@@ -81,6 +81,29 @@ def test_masked_batchnorm_matches_batchnorm_on_the_valid_steps():
     torch.testing.assert_close(bn(x, lengths)[valid], ref(x[valid]))
 
 
+def test_masked_batchnorm_gradients_and_bfloat16():
+    """The masked statistics' gradient equals BatchNorm1d's on the valid steps (padding gets
+    none); a bfloat16 batch takes its statistics in float32 and returns bfloat16."""
+    torch.manual_seed(3)
+    bn = make_norm("batch", 5).double().train()
+    ref = torch.nn.BatchNorm1d(5).double().train()
+    x = torch.randn(3, 8, 5, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([8, 3, 5])
+    valid = torch.arange(8)[None, :] < lengths[:, None]
+    w = torch.randn(3, 8, 5, dtype=torch.float64)
+    (bn(x, lengths) * w).sum().backward()
+    x_ref = x.detach()[valid].requires_grad_()  # (16, 5)
+    (ref(x_ref) * w[valid]).sum().backward()
+    torch.testing.assert_close(x.grad[valid], x_ref.grad)
+    assert (x.grad[~valid] == 0).all()
+    bn16 = make_norm("batch", 5).train()
+    x16 = (3 + 2 * torch.randn(3, 8, 5)).to(torch.bfloat16)
+    y16 = bn16(x16, lengths)
+    assert y16.dtype == torch.bfloat16
+    y32 = make_norm("batch", 5).train()(x16.float(), lengths)
+    torch.testing.assert_close(y16.float()[valid], y32[valid], rtol=0, atol=2e-2)  # one bfloat16 rounding
+
+
 def test_encoder_attention_matches_dense_reference():
     torch.manual_seed(2)
     att = MultiHeadAttention(12, n_heads=3, causal=False).double()
