@@ -61,7 +61,7 @@ def test_lra_command_table_and_rerun(tmp_path, capsys):
     assert [(r["task"], r["model"], r["complete"]) for r in summary["runs"]] == [("listops", "s4", True),
                                                                                   ("listops", "transformer", True)]
     md = (out / "lra.md").read_text()
-    assert "| ListOps | S4 |" in md and "| 59.6 |" in md and "| 36.4 |" in md
+    assert "| ListOps | S4 |" in md and "| 59.6 |" in md and "| 36.4 |" in md and "| cpu |" in md
     assert (out / "listops-s4" / "curves.png").is_file()
     capsys.readouterr()
     assert main(args) == 0  # the rerun trains nothing

@@ -135,6 +135,7 @@ def _all_arms(out_dir: Path) -> list[dict]:
                     "complete": bool(results.get("complete")), "train_time_s": results["train_time_s"],
                     "n_train": config["data"].get("n_train"), "d_model": config["model"]["d_model"],
                     "n_layers": config["model"]["n_layers"], "d_state": config["model"]["d_state"],
+                    "device": config.get("device", "cpu"),
                     "best_val_acc": None if results.get("best_val_acc") is None else 100 * results["best_val_acc"],
                     "test_acc": None if acc is None else 100 * acc})
     return rows
@@ -150,13 +151,15 @@ def table_markdown(summary: dict) -> str:
     """The table: test accuracy of every arm (best-validation weights), beside the paper's."""
     from hippos.experiments.plan import duration
 
-    head = ["task", "model", "layers × H × N", "params", "epochs", "steps", "train time", "val acc", "test acc", "paper"]
+    head = ["task", "model", "layers × H × N", "params", "epochs", "steps", "device", "train time", "val acc", "test acc",
+            "paper"]
     lines = ["# Long Range Arena at CPU scale", "",
              ("Test accuracy (%) of the weights with the best validation accuracy. Paper: S4 (arXiv 2111.00396) "
               "Table 4 (S4; the LRA paper's Transformer), at full scale (6 layers, H 256-512, up to 200 epochs). "
-              "The Transformer trains for fewer epochs than S4, as many as give it at least the S4 arm's "
-              "training time on the same machine (its step costs 4-9 S4 steps on a CPU: "
-              "scripts/lra_step_cost.py). Train time is wall time, on a machine other runs may have shared."), "",
+              "Without --epochs the Transformer trains for fewer epochs than S4, as many as give it at least the "
+              "S4 arm's training time on a CPU (its step costs 4-9 S4 steps there: scripts/lra_step_cost.py); "
+              "the epochs column says what each arm had. Train time is wall time on the arm's device, on a "
+              "machine other runs may have shared."), "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     order = {(t, m): k for k, (t, m) in enumerate((t, m) for t in TASKS for m in MODELS)}
     for r in sorted(summary["runs"], key=lambda r: order[(r["task"], r["model"])]):
@@ -164,7 +167,8 @@ def table_markdown(summary: dict) -> str:
         pct = (lambda v: "—" if v is None else f"{v:.1f}")
         shape = f"{r['n_layers']} × {r['d_model']}" + (f" × {r['d_state']}" if r["model"] != "transformer" else "")
         cells = [TASK_TITLES[r["task"]], MODEL_TITLES[r["model"]], shape, f"{r['params']:,}",
-                 str(r["epochs"]) + ("" if r["complete"] else f" of {r['planned_epochs']} (cut)"), f"{r['steps']:,}", duration(r["train_time_s"]),
+                 str(r["epochs"]) + ("" if r["complete"] else f" of {r['planned_epochs']} (cut)"), f"{r['steps']:,}",
+                 r.get("device", "cpu"), duration(r["train_time_s"]),
                  pct(r["best_val_acc"]), pct(r["test_acc"]), "—" if paper is None else f"{paper:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"This invocation's wall time {duration(summary['wall_time_s'])}.", ""]
