@@ -62,7 +62,7 @@ def test_lra_command_table_and_rerun(tmp_path, capsys):
                                                                                   ("listops", "transformer", True)]
     md = (out / "lra.md").read_text()
     assert "| ListOps | S4 |" in md and "| 59.6 |" in md and "| 36.4 |" in md and "| cpu |" in md
-    assert (out / "listops-s4" / "curves.png").is_file()
+    assert (out / "listops-s4" / "curves.png").is_file() and (out / "listops.png").is_file()  # the per-task figure
     capsys.readouterr()
     assert main(args) == 0  # the rerun trains nothing
     assert capsys.readouterr().out.count("already trained") == 2

@@ -41,7 +41,8 @@ def add_parser(subparsers) -> None:
         help="Long Range Arena at CPU scale: train S4, S4D and a Transformer on ListOps, Text, Pathfinder, Image; print the table",
         description="Train S4, S4D and a Transformer baseline on the LRA tasks (hippos train listops | lra-text | "
         "pathfinder | lra-image, their defaults), one resumable run each in OUT_DIR/<task>-<model>, and write the "
-        "table of test accuracies beside the S4 paper's (OUT_DIR/lra.md). Rerunning skips finished runs and resumes "
+        "table of test accuracies beside the S4 paper's (OUT_DIR/lra.md) and one figure per task with its models side by "
+        "side (OUT_DIR/<task>.png). Rerunning skips finished runs and resumes "
         "cut ones. --data.KEY=VALUE sets a data key in every task that has it (e.g. --data.n_train=20000).",
     )
     s.add_argument("--out-dir", metavar="DIR", default="runs/lra", help="where the runs and the table go (default: runs/lra)")

@@ -4,7 +4,8 @@ and Image (S4 arXiv 2111.00396 Table 4; LRA arXiv 2011.04006).
 Each (task, model) arm is one ordinary run of ``hippos train TASK`` in ``<out_dir>/<task>-<model>``
 (the task's defaults, ``hippos.train.tasks.lra``; ``s4d``: ``model.mode=diag``; ``transformer``:
 :func:`~hippos.train.tasks.lra.lra_transformer` for :data:`TRANSFORMER_EPOCHS`, a budget of
-training time rather than of epochs), with its own ``curves.png``. A rerun skips
+training time rather than of epochs), with its own ``curves.png``; ``<task>.png`` puts a task's
+models side by side. A rerun skips
 finished arms, resumes cut ones from their last checkpoint (``hippos train --resume``, bitwise) and
 starts the rest; a directory holding another config is refused before anything runs. The table
 (test accuracy of the best-validation weights, parameters, steps, wall time, beside the paper's)
@@ -19,7 +20,7 @@ import os
 import time
 from pathlib import Path
 
-__all__ = ["MODELS", "PAPER", "TASKS", "TRANSFORMER_EPOCHS", "arm_config", "run_lra", "table_markdown"]
+__all__ = ["MODELS", "PAPER", "TASKS", "TRANSFORMER_EPOCHS", "arm_config", "plot_task", "run_lra", "table_markdown"]
 
 TASKS = ("listops", "lra-text", "pathfinder", "lra-image")
 TASK_TITLES = {"listops": "ListOps", "lra-text": "Text", "pathfinder": "Pathfinder", "lra-image": "Image"}
@@ -104,12 +105,26 @@ def run_lra(tasks=TASKS, models=MODELS, out_dir="runs/lra", *, echo=print, **opt
         summary = _summary(tasks, models, options, runs, time.perf_counter() - t0)
         _write(out_dir / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")  # atomic: two invocations may share out_dir
         _write(out_dir / SUMMARY_MD, table_markdown(summary))
+        plot_task(out_dir, Path(cfg.out_dir).name.rsplit("-", 1)[0])
         acc = results.get("test_acc_best_val", results.get("test_acc"))
         done = f"test {100 * acc:.1f}%" if acc is not None else f"stopped at step {results['step']} (resume: rerun this command)"
         echo(f"[{i}/{len(cfgs)}] {name}: {done}")
     md = table_markdown(summary)
     echo(md)
     return summary
+
+
+def plot_task(out_dir, task: str) -> Path | None:
+    """``<out_dir>/<task>.png``: every model's run of ``task`` in ``out_dir`` side by side (training
+    loss and validation accuracy against the epoch, test accuracy as a star), the paper's
+    numbers as dotted lines. None when there is nothing to plot (or no matplotlib)."""
+    from hippos.train.plots import plot_compare
+
+    out_dir = Path(out_dir)
+    runs = {MODEL_TITLES[m]: out_dir / f"{task}-{m}" / "metrics.csv" for m in MODELS}
+    refs = {f"paper {MODEL_TITLES[m]}": PAPER[m][task] for m in PAPER}
+    path = out_dir / f"{task}.png"
+    return path if plot_compare(runs, path, f"LRA {TASK_TITLES[task]} ({out_dir.name})", refs) else None
 
 
 def _write(path: Path, text: str) -> None:

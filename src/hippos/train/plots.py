@@ -13,7 +13,7 @@ import math
 import os
 from pathlib import Path
 
-__all__ = ["plot_curves", "read_metrics"]
+__all__ = ["plot_compare", "plot_curves", "read_metrics"]
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
@@ -77,6 +77,11 @@ def plot_curves(metrics_csv: str | os.PathLike, out_png: str | os.PathLike, titl
             top.set_xlabel("epoch")
     if title:
         fig.suptitle(title)
+    return _save(fig, out_png)
+
+
+def _save(fig, out_png) -> bool:
+    """Write ``fig`` to ``out_png`` atomically (a temp file, then a rename)."""
     out_png = Path(out_png)
     tmp = out_png.with_name(f".{out_png.stem}.tmp.png")
     try:
@@ -87,3 +92,52 @@ def plot_curves(metrics_csv: str | os.PathLike, out_png: str | os.PathLike, titl
             tmp.unlink(missing_ok=True)
         raise
     return True
+
+
+def plot_compare(runs: dict[str, str | os.PathLike], out_png: str | os.PathLike, title: str = "",
+                 references: dict[str, float] | None = None, loss_name: str = "cross-entropy") -> bool:
+    """Several runs of one task side by side against the epoch: training loss (left) and
+    validation accuracy (right), each run's test accuracy of its best-validation weights as a
+    star at its last epoch, ``references`` (``{"paper S4": 94.2}``, in %) as dotted lines.
+    ``runs``: ``{label: metrics.csv}``; a missing file is skipped (its color stays its own). Returns False (and writes
+    nothing) when matplotlib is not installed or no run has rows."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    colors = ["tab:blue", "tab:green", "tab:orange", "tab:red", "tab:purple", "tab:brown"]
+    color_of = {label: colors[k % len(colors)] for k, label in enumerate(runs)}  # by place: stable across figures
+    data = {label: read_metrics(path) for label, path in runs.items() if Path(path).is_file()}
+    data = {label: rows for label, rows in data.items() if rows}
+    if not data:
+        return False
+    fig = Figure(figsize=(10, 4.2))
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.86 if title else 0.94, wspace=0.22)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    for label, rows in data.items():
+        color = color_of[label]
+        train = [r for r in rows if r["split"] == "train" and r.get("loss") is not None and r.get("epoch") is not None]
+        if train:
+            ax_loss.plot([r["epoch"] for r in train], [r["loss"] for r in train], color=color, lw=1, alpha=0.8, label=label)
+        val = [r for r in rows if r["split"] == "val" and r.get("acc") is not None and r.get("epoch") is not None]
+        if val:
+            ax_acc.plot([r["epoch"] for r in val], [100 * r["acc"] for r in val], color=color, marker="o", ms=3, label=label)
+        test = [r for r in rows if r["split"] == "test_best" and r.get("acc") is not None] or \
+            [r for r in rows if r["split"] == "test" and r.get("acc") is not None]
+        if test:
+            last = max((r["epoch"] for r in rows if r.get("epoch") is not None), default=0.0)
+            ax_acc.plot([last], [100 * test[-1]["acc"]], color=color, marker="*", ms=12, ls="none",
+                        label=f"{label}: test {100 * test[-1]['acc']:.1f}%")
+    for k, (name, value) in enumerate((references or {}).items()):
+        ax_acc.axhline(value, color="gray", ls=":", lw=1 + k % 2)
+        ax_acc.annotate(f"{name} {value:g}", (0, value), xycoords=("axes fraction", "data"), fontsize=7, color="gray",
+                        xytext=(2, 2), textcoords="offset points")
+    ax_loss.set(xlabel="epoch", ylabel=f"training {loss_name}")
+    ax_acc.set(xlabel="epoch", ylabel="validation accuracy (%)")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, out_png)
