@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Long Range Arena arms on one GPU machine, all at once: each arm is its own `hippos lra`
-# process (one CPU thread each, the GPU shared), cut cleanly at a deadline (SIGINT: the trainer
+# process (one CPU thread each, the GPU shared), cut cleanly at a deadline (SIGTERM: the trainer
 # finishes its step and writes a checkpoint, which `hippos lra` resumes on any device).
 #
 #   ARMS="pathfinder:s4 lra-text:transformer:5 ..." DEADLINE_S=480 bash scripts/lra_gpu.sh
@@ -48,7 +48,7 @@ for arm in $ARMS; do
     case "$task" in listops|pathfinder) while [ ! -e "$RUNS/logs/data-$task.done" ]; do sleep 2; done;; esac
     left=$((start + DEADLINE_S - $(date +%s)))
     [ "$left" -gt 10 ] || { echo "no time left" > "$log"; exit 0; }
-    timeout -s INT -k 60 "$left" $PY -m hippos lra --tasks "$task" --models "$model" ${epochs:+--epochs "$epochs"} \
+    timeout -s TERM -k 60 "$left" $PY -m hippos lra --tasks "$task" --models "$model" ${epochs:+--epochs "$epochs"} \
       --out-dir "$RUNS/$sub" --device "$DEVICE" --num-threads 1 --no-progress $EXTRA > "$log" 2>&1
     echo "exit $?" >> "$log"
   ) &
