@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hippos.ops.checks import dtype_error
+from hippos.ops.checks import check_lengths, dtype_error, valid_steps
 
 __all__ = ["IMPLS", "POSITIONS", "AttentionStepper", "KVCache", "KVStore", "MultiHeadAttention"]
 
@@ -247,9 +247,8 @@ class MultiHeadAttention(nn.Module):
         q, k, v = self.qkv(u).view(B, L, 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4)  # 3 × (B nh L dh)
         mask = None
         if lengths is not None:
-            if lengths.shape != (B,) or (lengths < 1).any() or (lengths > L).any():
-                raise ValueError(f"lengths must be (B,) = ({B},) with values in [1, {L}], got {lengths}")
-            mask = (torch.arange(L, device=u.device)[None, :] < lengths[:, None])[:, None, None, :]  # (B 1 1 L) valid keys
+            check_lengths(lengths, B, L)
+            mask = valid_steps(lengths, L)[:, None, None, :]  # (B 1 1 L) valid keys
         dropout = self.dropout if self.training else 0.0
         if self.impl == "materialized":
             scores = q @ k.transpose(-1, -2) / math.sqrt(self.d_head)  # (B nh L L)

@@ -31,6 +31,7 @@ from torch import nn
 
 from hippos.layers.dropout import SequenceDropout
 from hippos.layers.mlp import MLP
+from hippos.ops.checks import valid_steps
 
 __all__ = ["NORMS", "Block", "make_norm", "normed"]
 
@@ -56,7 +57,7 @@ class _BatchNormBLH(nn.BatchNorm1d):
         if lengths is None or not self.training or bool((lengths >= L).all()):
             return super().forward(flat).view(B, L, H)
         # training on a padded batch: the statistics of the valid steps only (rows b·L + t, t < lengths[b])
-        rows = (torch.arange(L, device=x.device)[None, :] < lengths[:, None]).reshape(-1).nonzero().squeeze(1)  # (n_valid)
+        rows = valid_steps(lengths, L).reshape(-1).nonzero().squeeze(1)  # (n_valid)
         wide = torch.promote_types(x.dtype, torch.float32)  # half precision: statistics in float32
         y = super().forward(flat.index_select(0, rows).to(wide)).to(x.dtype)  # (n_valid, H)
         return flat.new_zeros(flat.shape).index_copy(0, rows, y).view(B, L, H)  # padding: 0

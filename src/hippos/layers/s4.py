@@ -21,7 +21,13 @@ from torch import nn
 
 from hippos.kernels import DenseKernel, DiagKernel, DPLRKernel
 from hippos.layers.dropout import SequenceDropout
-from hippos.ops.checks import check_input_dtype, dtype_error, finish_dtype
+from hippos.ops.checks import (
+    check_input_dtype,
+    check_lengths,
+    dtype_error,
+    finish_dtype,
+    valid_steps,
+)
 from hippos.ops.chunked import check_chunk_size, resolve_chunk, run_chunked
 from hippos.ops.fftconv import conv_size, fft_conv, kernel_spectrum
 
@@ -161,9 +167,8 @@ class S4(nn.Module):
         if state is not None:
             self.kernel._check_state(state, B)
         if lengths is not None:
-            if lengths.shape != (B,) or (lengths < 1).any() or (lengths > L).any():
-                raise ValueError(f"lengths must be (B,) = ({B},) with values in [1, {L}], got {lengths}")
-            mask = torch.arange(L, device=u.device)[None, :] < lengths[:, None]  # (B L)
+            check_lengths(lengths, B, L)
+            mask = valid_steps(lengths, L)  # (B L)
             u = u * mask[..., None]
         T = None if self.bidirectional else resolve_chunk(
             self.chunk_size if chunk_size == "layer" else check_chunk_size(chunk_size), L)

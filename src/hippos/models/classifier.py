@@ -11,6 +11,7 @@ from torch import nn
 
 from hippos.models.backbone import SSMBackbone
 from hippos.models.config import ModelConfig
+from hippos.ops.checks import valid_steps
 
 __all__ = ["SequenceClassifier"]
 
@@ -36,6 +37,6 @@ class SequenceClassifier(nn.Module):
         elif lengths is None:
             pooled = h.mean(dim=1)
         else:
-            mask = (torch.arange(L, device=h.device)[None, :] < lengths[:, None]).to(h.dtype)  # (B L)
+            mask = valid_steps(lengths, L).to(h.dtype)  # (B L)
             pooled = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
         return self.head(pooled), None

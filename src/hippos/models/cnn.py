@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hippos.models.config import ModelConfig
+from hippos.ops.checks import check_lengths, valid_steps
 
 __all__ = ["KINDS", "AudioModelConfig", "CNNClassifier", "MaskedBatchNorm1d", "build_audio_model"]
 
@@ -112,19 +113,19 @@ class CNNClassifier(nn.Module):
         B, L, _ = x.shape
         if lengths is None:
             lengths = torch.full((B,), L, dtype=torch.long, device=x.device)
-        elif lengths.shape != (B,) or (lengths < 1).any() or (lengths > L).any():
-            raise ValueError(f"lengths must be (B,) = ({B},) with values in [1, {L}], got {lengths}")
+        else:
+            check_lengths(lengths, B, L)
         h = x.transpose(1, 2)  # (B d L)
         p = self.cfg.cnn_pool
         last = len(self.convs) - 1
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
-            mask = (torch.arange(h.shape[-1], device=h.device)[None, :] < lengths[:, None]).to(h.dtype)[:, None]  # (B 1 L)
+            mask = valid_steps(lengths, h.shape[-1]).to(h.dtype)[:, None]  # (B 1 L)
             h = conv(h * mask)
             h = F.relu(norm(h, mask)) * mask  # >= 0, 0 after each clip's end
             if i < last and p > 1:
                 h = F.max_pool1d(h, p, p, ceil_mode=True)
                 lengths = torch.div(lengths + p - 1, p, rounding_mode="floor")  # ceil(len / p)
-        mask = (torch.arange(h.shape[-1], device=h.device)[None, :] < lengths[:, None]).to(h.dtype)  # (B L')
+        mask = valid_steps(lengths, h.shape[-1]).to(h.dtype)  # (B L')
         pooled = (h * mask[:, None]).sum(-1) / lengths[:, None].to(h.dtype)  # (B C)
         return self.head(self.dropout(pooled)), None
 

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-__all__ = ["check_finite", "check_input_dtype", "dtype_error", "finish_dtype"]
+__all__ = ["check_finite", "check_input_dtype", "check_lengths", "dtype_error", "finish_dtype", "valid_steps"]
 
 #: Names of the dimensions of a ``(B, L, H)`` tensor, as the messages spell them.
 BLH = ("batch", "step", "channel")
@@ -82,3 +82,16 @@ def finish_dtype(z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     if z.dtype == u.dtype or torch.is_autocast_enabled(u.device.type):
         return z
     return z.to(u.dtype)
+
+
+def check_lengths(lengths: torch.Tensor, B: int, L: int) -> None:
+    """Refuse ``lengths`` that are not ``(B,)`` with every value in ``[1, L]`` (the valid steps of
+    each sequence of a padded batch ``(B, L, ...)``)."""
+    if lengths.shape != (B,) or (lengths < 1).any() or (lengths > L).any():
+        raise ValueError(f"lengths must be (B,) = ({B},) with values in [1, {L}], got {lengths}")
+
+
+def valid_steps(lengths: torch.Tensor, L: int) -> torch.Tensor:
+    """``bool(B, L)``: True at step ``t`` of sequence ``b`` when ``t < lengths[b]`` (its valid
+    steps; padding after them is False). On ``lengths``' device."""
+    return torch.arange(L, device=lengths.device)[None, :] < lengths[:, None]
