@@ -22,6 +22,7 @@ import torch
 
 TOL_FWD = 1e-4  # float32 against float64: far above round-off (1e-6 to 1e-5), far below a wrong result
 TOL_GRAD = 1e-3
+H = 32  # the width of every checked layer
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -36,7 +37,6 @@ def first(out):
 def layers(L: int):
     from hippos.layers import H3, S4, MultiHeadAttention
 
-    H = 32
     yield "S4 (DPLR, LegS)", S4(H, 64, mode="dplr", l_max=L)
     yield "S4 bidirectional", S4(H, 64, mode="dplr", l_max=L, bidirectional=True)
     yield "S4D (diag)", S4(H, 64, mode="diag", l_max=L)
@@ -49,7 +49,7 @@ def parity(name: str, layer: torch.nn.Module, L: int, device: str) -> list[tuple
     torch.manual_seed(1)
     ref = copy.deepcopy(layer).double()
     dev = copy.deepcopy(layer).float().to(device)
-    u = torch.randn(2, L, layer.d_model if hasattr(layer, "d_model") else 32, dtype=torch.float64)
+    u = torch.randn(2, L, H, dtype=torch.float64)
     y_ref = first(ref(u.clone().requires_grad_(True)))
     y_dev = first(dev(u.float().to(device)))
     g = torch.randn_like(y_ref)

@@ -105,7 +105,7 @@ def run_lra(tasks=TASKS, models=MODELS, out_dir="runs/lra", *, echo=print, **opt
         summary = _summary(tasks, models, options, runs, time.perf_counter() - t0)
         _write(out_dir / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")  # atomic: two invocations may share out_dir
         _write(out_dir / SUMMARY_MD, table_markdown(summary))
-        plot_task(out_dir, Path(cfg.out_dir).name.rsplit("-", 1)[0])
+        plot_task(out_dir, cfg.task)
         acc = results.get("test_acc_best_val", results.get("test_acc"))
         done = f"test {100 * acc:.1f}%" if acc is not None else f"stopped at step {results['step']} (resume: rerun this command)"
         echo(f"[{i}/{len(cfgs)}] {name}: {done}")
