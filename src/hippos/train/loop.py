@@ -43,6 +43,7 @@ import torch
 
 from hippos.train import checkpoint as ckpt_io
 from hippos.train.config import TrainConfig, absolute_paths, validate
+from hippos.train.cpu_share import machine_hint
 from hippos.train.distributed import (
     SINGLE,
     Dist,
@@ -449,8 +450,11 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
     say(
         f"{'resuming' if resume else 'training'} {cfg.task}: {n_params:,} parameters, {len(data.train)} train / "
         f"{len(data.val)} val / {len(data.test)} test, {steps_per_epoch} steps per epoch x {cfg.epochs} epochs, "
-        f"{'at step ' + str(state['step']) + ', ' if resume else ''}device {device}, run in {run.path}"
+        f"{'at step ' + str(state['step']) + ', ' if resume else ''}device {device}"
+        f"{f' ({torch.get_num_threads()} threads)' if device.type == 'cpu' else ''}, run in {run.path}"
     )
+    if device.type == "cpu" and d.main and (hint := machine_hint(torch.get_num_threads())):
+        say(hint)
 
     saved_at = state["step"] if resume else None  # the step of the last checkpoint on disk
     scaler = grad_scaler(cfg.precision, device, state.get("grad_scaler"))  # enabled for float16 only
