@@ -22,6 +22,7 @@ __all__ = [
     "transition",
     "low_rank_correction",
     "dplr",
+    "clip_imag",
     "diag_init",
 ]
 
@@ -181,6 +182,20 @@ def dplr(measure: str, N: int, theta: float = 1.0, halve: bool = False) -> DPLR:
     P_c = (Vh @ P.T.to(torch.complex128)).T  # (R, M)
     B_c = Vh @ B.to(torch.complex128)  # (M,)
     return DPLR(Lambda, P_c, B_c, V)
+
+
+def clip_imag(B: torch.Tensor, bound: float | None) -> torch.Tensor:
+    """``Re B + i·clamp(Im B, -bound, bound)`` (``bound=None``: B unchanged).
+
+    The S4 reference initializes with ``B_clip=2``: the imaginary part of the diagonalized
+    ``V* B`` clipped to [-2, 2] (LegS, N 64: 11 of the 32 kept modes change). hippos keeps the
+    exact ``V* B`` unless asked (``b_clip`` of the S4 / S4D kernels, ``--model.b_clip``).
+    """
+    if bound is None:
+        return B
+    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound) or bound <= 0:
+        raise ValueError(f"b_clip must be None or a finite number > 0, got {bound!r}")
+    return torch.complex(B.real, B.imag.clamp(-float(bound), float(bound)))
 
 
 def _keep_one_of_each_pair(mu: torch.Tensor, V: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

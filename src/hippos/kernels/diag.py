@@ -12,7 +12,8 @@ Parameters (H channels, M = N/2): ``log(-Re a): r(H M)``, ``Im a: r(H M)`` (so `
 S4D §4), ``B, C: c(H M)`` stored with ``view_as_real``, ``log Δ: r(H)``. Inits from
 :func:`hippos.hippo.diag_init`; ``B = 1`` except for ``init="legs"``, which takes the ``B`` of the
 DPLR form of HiPPO-LegS (``V* B``, S4D-LegS reproduces S4's kernel at init); ``C`` complex normal
-with variance 1/2 per real and imaginary part.
+with variance 1/2 per real and imaginary part. ``b_clip`` clips ``Im B`` at init as the S4
+reference's ``B_clip`` does (:func:`hippos.hippo.clip_imag`; None, the default: exact).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from hippos.discretize import discretize_diag
-from hippos.hippo import DIAG_INITS, diag_init, dplr
+from hippos.hippo import DIAG_INITS, clip_imag, diag_init, dplr
 from hippos.kernels.base import SSMKernel, conj_extend, ssm_parameter
 from hippos.kernels.vandermonde import (
     vandermonde_real,
@@ -46,6 +47,7 @@ class DiagKernel(SSMKernel):
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
         lr: float | None = None,
+        b_clip: float | None = None,
         dtype: torch.dtype = torch.float32,
     ):
         super().__init__(d_model=d_model, d_state=d_state, dt_min=dt_min, dt_max=dt_max, lr=lr, dtype=dtype)
@@ -59,6 +61,7 @@ class DiagKernel(SSMKernel):
         H, M = d_model, d_state // 2
         a = diag_init(self.init, d_state)  # c128 (M)
         B = dplr("legs", d_state, halve=True).B if self.init == "legs" else torch.ones(M, dtype=torch.complex128)
+        B = clip_imag(B, b_clip)  # the S4 reference's B_clip (None: exact)
         C = torch.randn(H, M, dtype=torch.complex128)  # torch's complex normal: variance 1/2 per part
         self.log_neg_re = ssm_parameter(torch.log(-a.real).expand(H, M).to(dtype).clone(), lr)
         self.im = ssm_parameter(a.imag.expand(H, M).to(dtype).clone(), lr)

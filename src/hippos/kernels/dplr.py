@@ -34,7 +34,7 @@ import math
 import torch
 
 from hippos.discretize import discretize
-from hippos.hippo import MEASURES, dplr
+from hippos.hippo import MEASURES, clip_imag, dplr
 from hippos.kernels.base import (
     SSMKernel,
     _check_pos_float,
@@ -58,6 +58,8 @@ class DPLRKernel(SSMKernel):
     call until :meth:`grow` sets L_k up for it); Re Λ is clamped to <= -1e-4 at init (LegT and
     FouT have Re Λ = 0, which ``log(-Re Λ)`` cannot hold). ``lr``: the optimizer hint of the SSM
     parameters (None: the trainer's default, see :func:`hippos.kernels.base.ssm_parameter`).
+    ``b_clip``: clip the imaginary part of the initial ``V* B`` to [-b_clip, b_clip], as the S4
+    reference's init does with 2 (:func:`hippos.hippo.clip_imag`); None (default): exact.
     """
 
     disc = "bilinear"
@@ -72,6 +74,7 @@ class DPLRKernel(SSMKernel):
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
         lr: float | None = None,
+        b_clip: float | None = None,
         dtype: torch.dtype = torch.float32,
     ):
         super().__init__(d_model=d_model, d_state=d_state, dt_min=dt_min, dt_max=dt_max, lr=lr, dtype=dtype)
@@ -82,6 +85,7 @@ class DPLRKernel(SSMKernel):
         self.measure = measure.lower()
         H, M = d_model, d_state // 2
         Lam, P, B, _ = dplr(self.measure, d_state, halve=True)  # c128 (M), (R M), (M)
+        B = clip_imag(B, b_clip)
         self.rank = P.shape[0]
         self.log_neg_re = ssm_parameter(torch.log(-Lam.real.clamp(max=-1e-4)).expand(H, M).to(dtype).clone(), lr)
         self.im = ssm_parameter(Lam.imag.expand(H, M).to(dtype).clone(), lr)

@@ -37,12 +37,17 @@ MODES = ("dplr", "diag", "dense")
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "identity": nn.Identity}
 
 
-def _make_kernel(mode: str, d_model: int, d_state: int, init: str | None, disc: str | None, dt_min: float, dt_max: float, lr: float | None, l_max: int):
+def _make_kernel(mode: str, d_model: int, d_state: int, init: str | None, disc: str | None, dt_min: float, dt_max: float, lr: float | None, l_max: int,
+                 b_clip: float | None = None):
     if mode == "dplr":
-        return DPLRKernel(d_model=d_model, d_state=d_state, measure=init or "legs", l_max=l_max, dt_min=dt_min, dt_max=dt_max, lr=lr)
+        return DPLRKernel(d_model=d_model, d_state=d_state, measure=init or "legs", l_max=l_max, dt_min=dt_min, dt_max=dt_max, lr=lr,
+                          b_clip=b_clip)
     if mode == "diag":
-        return DiagKernel(d_model=d_model, d_state=d_state, init=init or "legs", disc=disc or "zoh", dt_min=dt_min, dt_max=dt_max, lr=lr)
+        return DiagKernel(d_model=d_model, d_state=d_state, init=init or "legs", disc=disc or "zoh", dt_min=dt_min, dt_max=dt_max, lr=lr,
+                          b_clip=b_clip)
     if mode == "dense":
+        if b_clip is not None:
+            raise ValueError("b_clip clips the diagonalized B of the dplr and diag modes; the dense mode has no such B")
         return DenseKernel(d_model=d_model, d_state=d_state, init=init or "legs", disc=disc or "bilinear", dt_min=dt_min, dt_max=dt_max, lr=lr)
     raise ValueError(f"unknown S4 mode {mode!r}; expected one of {', '.join(MODES)}")
 
@@ -61,6 +66,9 @@ class S4(nn.Module):
         lr: learning rate hinted on the SSM parameters (no weight decay on them): None (default)
             lets the trainer use ``min(lr, 1e-3)``, a number is used as given.
         dt_lr: the learning rate of log Δ alone; None (default): as ``lr``.
+        b_clip: clip the imaginary part of the initial diagonalized B (``V* B``) to
+            [-b_clip, b_clip], as the S4 reference's init does with 2 (dplr and diag); None
+            (default): the exact HiPPO B.
         dropout: dropout after the activation.
         tie_dropout: one dropout mask per (sequence, channel), shared along L (the S4
             reference's ``DropoutNd``); else element-wise.
@@ -89,6 +97,7 @@ class S4(nn.Module):
         dt_max: float = 1e-1,
         lr: float | None = None,
         dt_lr: float | None = None,
+        b_clip: float | None = None,
         dropout: float = 0.0,
         tie_dropout: bool = False,
         activation: str = "gelu",
@@ -104,7 +113,7 @@ class S4(nn.Module):
         if output not in ("glu", "linear"):
             raise ValueError(f"output must be 'glu' or 'linear', got {output!r}")
         self.d_model, self.d_state, self.mode, self.bidirectional = d_model, d_state, mode, bidirectional
-        kernel_args = (mode, d_model, d_state, init, disc, dt_min, dt_max, lr, l_max)
+        kernel_args = (mode, d_model, d_state, init, disc, dt_min, dt_max, lr, l_max, b_clip)
         self.kernel = _make_kernel(*kernel_args)
         self.kernel_rev = _make_kernel(*kernel_args) if bidirectional else None
         if dt_lr is not None:  # Δ at its own rate (the S4 LRA N-4 configs train it at the global lr)

@@ -26,7 +26,7 @@ def _mixer(cfg: ModelConfig):
         return make_mixer("attention", cfg.d_model, n_heads=cfg.n_heads, max_len=cfg.l_max, pos="none",
                           dropout=cfg.dropout if cfg.attn_dropout is None else cfg.attn_dropout, causal=not cfg.bidirectional)
     return make_mixer(MIXER_OF_MODE[cfg.mode], cfg.d_model, d_state=cfg.d_state, init=cfg.init, disc=cfg.disc,
-                      dt_min=cfg.dt_min, dt_max=cfg.dt_max, lr=cfg.ssm_lr, dt_lr=cfg.dt_lr, dropout=cfg.dropout,
+                      dt_min=cfg.dt_min, dt_max=cfg.dt_max, lr=cfg.ssm_lr, dt_lr=cfg.dt_lr, b_clip=cfg.b_clip, dropout=cfg.dropout,
                       tie_dropout=cfg.tie_dropout, activation=cfg.activation, output=cfg.output,
                       bidirectional=cfg.bidirectional, l_max=cfg.l_max)
 

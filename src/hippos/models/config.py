@@ -40,6 +40,7 @@ class ModelConfig:
     dt_max: float = 1e-1
     ssm_lr: float | None = None  # SSM parameters' learning rate; None: min(lr, 1e-3), a number: used as given
     dt_lr: float | None = None  # log Δ's learning rate; None: as ssm_lr (the S4 LRA N-4 configs: the global lr)
+    b_clip: float | None = None  # clip Im(V* B) at init to [-b_clip, b_clip] (the S4 reference: 2); None: exact
     dropout: float = 0.0
     tie_dropout: bool = False  # one mask per (sequence, channel), shared along L
     activation: str = "gelu"
@@ -94,9 +95,10 @@ class ModelConfig:
             need(self.disc in discs, "disc", f"one of {', '.join(map(repr, discs))} for mode={self.mode!r}")
         need(is_num(self.dt_min) and self.dt_min > 0, "dt_min", "a finite number > 0")
         need(is_num(self.dt_max) and self.dt_max >= self.dt_min, "dt_max", f"a finite number >= dt_min={self.dt_min}")
-        for name in ("ssm_lr", "dt_lr"):
+        for name in ("ssm_lr", "dt_lr", "b_clip"):
             need(getattr(self, name) is None or (is_num(getattr(self, name)) and getattr(self, name) > 0), name,
                  "None or a finite number > 0")
+        need(self.b_clip is None or self.mode != "dense", "b_clip", "None for mode='dense' (it clips the diagonalized B of dplr / diag)")
         need(is_num(self.dropout) and 0 <= self.dropout < 1, "dropout", "in [0, 1)")
         need(self.attn_dropout is None or (is_num(self.attn_dropout) and 0 <= self.attn_dropout < 1), "attn_dropout",
              "None or in [0, 1)")
