@@ -5,8 +5,9 @@
 #
 #   ARMS="pathfinder:s4 lra-text:transformer:5 ..." DEADLINE_S=480 bash scripts/lra_gpu.sh
 #
-# An arm is TASK:MODEL[:EPOCHS[:OUT_SUBDIR]] (EPOCHS: `hippos lra --epochs`, default the task's;
-# OUT_SUBDIR: default `lra`). Runs go to $RUNS/<subdir>/<task>-<model>; at the end the results
+# An arm is TASK:MODEL[:EPOCHS[:OUT_SUBDIR[:OPTIONS]]] (EPOCHS: `hippos lra --epochs`, default the
+# task's; OUT_SUBDIR: default `lra`; OPTIONS: comma-separated `hippos lra` keys for this arm alone,
+# e.g. pathfinder:s4:12:pf-bclip:--model.b_clip=2,--lr=0.01 — a variant wants its own OUT_SUBDIR). Runs go to $RUNS/<subdir>/<task>-<model>; at the end the results
 # (metrics, curves, configs, the tables, logs) are packed into $OUT/lra_results.tar.gz and the
 # checkpoints into $OUT/lra_ckpt.tar.part-* (to resume elsewhere with the same command).
 # Data: $HIPPOS_DATA (imdb/, cifar10-subset/) and $HIPPOS_CACHE, generated there when missing
@@ -41,7 +42,8 @@ for task in listops pathfinder; do
 done
 
 for arm in $ARMS; do
-  IFS=: read -r task model epochs sub <<< "$arm"
+  IFS=: read -r task model epochs sub opts <<< "$arm"
+  opts="${opts//,/ }"
   sub="${sub:-lra}"
   log="$RUNS/logs/$sub-$task-$model.log"
   (
@@ -49,7 +51,7 @@ for arm in $ARMS; do
     left=$((start + DEADLINE_S - $(date +%s)))
     [ "$left" -gt 10 ] || { echo "no time left" > "$log"; exit 0; }
     timeout -s TERM -k 60 "$left" $PY -m hippos lra --tasks "$task" --models "$model" ${epochs:+--epochs "$epochs"} \
-      --out-dir "$RUNS/$sub" --device "$DEVICE" --num-threads 1 --no-progress $EXTRA > "$log" 2>&1
+      --out-dir "$RUNS/$sub" --device "$DEVICE" --num-threads 1 --no-progress $EXTRA $opts > "$log" 2>&1
     echo "exit $?" >> "$log"
   ) &
 done

@@ -121,10 +121,12 @@ def test_failed_write_leaves_no_temporary_file(tmp_path, capsys, monkeypatch):
 def test_legs_memory_is_quadratic_in_N(tmp_path):
     # 64 steps' (N, N) matrices at once were 4 tensors of 0.5 GB at N = 1024 (peak 2.2 GB);
     # capped at 32 MB each, the whole command stays near its ~0.4 GB of imports.
+    # The peak is the child's own VmHWM: its ru_maxrss would include the parent's RSS at fork (Linux
+    # keeps the pre-exec high-water mark; peak_rss_bytes reads VmHWM), which after the training tests passes 1 GB by itself.
     code = (
-        "import resource, sys; from hippos.cli import main; "
+        "from hippos.cli import main; from hippos.bench.measure import peak_rss_bytes; "
         f"rc = main(['hippo', '--N', '1024', '--length', '66', '--out', {str(tmp_path / 'rec.png')!r}]); "
-        "print(rc, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "print(rc, peak_rss_bytes() // 1024)"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)

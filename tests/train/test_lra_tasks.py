@@ -168,3 +168,25 @@ def test_transformer_arm_budget():
                                                                                   s4.model.n_layers)
         assert arm_config(task, "transformer", "/tmp/x", epochs=7).epochs == 7
         assert arm_config(task, "s4d", "/tmp/x").epochs == s4.epochs
+
+
+def test_lra_variant_keys_reach_every_arm_and_the_table(tmp_path, capsys):
+    """``hippos lra --model.KEY=V --lr=V``: a variant of the whole table in its own out-dir (what the
+    Pathfinder sweeps ran); a key outside data.* / model.* / the optimizer keys is refused."""
+    from hippos.experiments.lra import arm_config
+
+    out = tmp_path / "lra"
+    args = ["lra", "--smoke", "--tasks", "pathfinder", "--models", "s4,transformer", "--out-dir", str(out),
+            "--no-progress", "--num-threads", "1", "--model.b_clip=2", "--lr=0.02", "--warmup_fraction=0.1"]
+    assert main(args) == 0
+    for model in ("s4", "transformer"):
+        cfg = json.loads((out / f"pathfinder-{model}" / "config.json").read_text())
+        assert (cfg["model"]["b_clip"], cfg["lr"], cfg["warmup_fraction"]) == (2.0, 0.02, 0.1)
+    assert "`--model.b_clip=2` `--lr=0.02` `--warmup_fraction=0.1`" in (out / "lra.md").read_text()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main(["lra", "--smoke", "--out-dir", str(out), "--seed_x=1"])
+    assert stop.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="not 'seed'"):
+        arm_config("pathfinder", "s4", out, overrides=[("seed", "3")])

@@ -49,8 +49,10 @@ def _warnings_as_lines(command: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    if rest:  # only ``hippos eval`` takes free ``--data.KEY=VALUE`` overrides (data moved since training)
-        if not hasattr(args, "data_overrides") or not all(t.startswith("--data.") or not t.startswith("-") for t in rest):
+    if rest:  # free ``--data.KEY=VALUE`` overrides: eval (data moved since training), speech, lra (lra: more keys)
+        prefixes, names = getattr(args, "override_prefixes", ("--data.",)), getattr(args, "override_names", ())
+        free = (lambda t: not t.startswith("-") or t.startswith(prefixes) or t.split("=", 1)[0] in names)  # (dashed)
+        if not hasattr(args, "data_overrides") or not all(free(t) for t in rest):
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         args.data_overrides = rest
     if not getattr(args, "func", None):

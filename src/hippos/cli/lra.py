@@ -3,7 +3,8 @@ Text, Pathfinder and Image), printed beside the S4 paper's numbers.
 
     hippos lra [--out-dir DIR] [--tasks listops,lra-text,pathfinder,lra-image] [--models s4,s4d,transformer]
                [--epochs N] [--max-steps N] [--smoke] [--seed S] [--data-dir DIR] [--device DEV]
-               [--num-threads N] [--no-progress] [--data.KEY=VALUE ...]
+               [--num-threads N] [--no-progress] [--data.KEY=VALUE ...] [--model.KEY=VALUE ...]
+               [--lr=X] [--warmup_fraction=X] ...   (the optimizer keys of LRA_TRAIN_KEYS)
 
 One resumable run per (task, model) in ``OUT_DIR/<task>-<model>``; rerunning skips what is done
 and resumes what was cut (``hippos.experiments.lra``, docs/lra.md).
@@ -14,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hippos.cli.options import nonneg_int, positive_int
+from hippos.cli.options import dashed, nonneg_int, positive_int
 from hippos.cli.speech import _names
 
 __all__ = ["add_parser", "run_lra_command"]
@@ -43,7 +44,10 @@ def add_parser(subparsers) -> None:
         "pathfinder | lra-image, their defaults), one resumable run each in OUT_DIR/<task>-<model>, and write the "
         "table of test accuracies beside the S4 paper's (OUT_DIR/lra.md) and one figure per task with its models side by "
         "side (OUT_DIR/<task>.png). Rerunning skips finished runs and resumes "
-        "cut ones. --data.KEY=VALUE sets a data key in every task that has it (e.g. --data.n_train=20000).",
+        "cut ones. --data.KEY=VALUE sets a data key in every task that has it (e.g. --data.n_train=20000); "
+        "--model.KEY=VALUE a model key and --lr, --weight_decay, --warmup_fraction, --warmup_steps, --schedule, "
+        "--min_lr_ratio, --grad_clip, --batch_size=VALUE a training key, in every arm (e.g. a variant in its own "
+        "--out-dir: --model.b_clip=2, --model.dt_min=1e-4, --model.norm=layer, --lr=0.01).",
     )
     s.add_argument("--out-dir", metavar="DIR", default="runs/lra", help="where the runs and the table go (default: runs/lra)")
     s.add_argument("--tasks", metavar="LIST", type=_names(TASKS), default=list(TASKS),
@@ -60,4 +64,7 @@ def add_parser(subparsers) -> None:
     s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
     s.add_argument("--num-threads", metavar="N", type=nonneg_int, default=None, help="torch threads per run (default: torch's)")
     s.add_argument("--no-progress", action="store_true", help="plain lines (no tqdm)")
-    s.set_defaults(func=run_lra_command, data_overrides=[])
+    from hippos.experiments.lra import LRA_TRAIN_KEYS
+
+    s.set_defaults(func=run_lra_command, data_overrides=[], override_prefixes=("--data.", "--model."),
+                   override_names=tuple(dashed(f"--{k}") for k in LRA_TRAIN_KEYS))

@@ -20,7 +20,7 @@ import os
 import time
 from pathlib import Path
 
-__all__ = ["MODELS", "PAPER", "TASKS", "TRANSFORMER_EPOCHS", "arm_config", "plot_task", "run_lra", "table_markdown"]
+__all__ = ["LRA_TRAIN_KEYS", "MODELS", "PAPER", "TASKS", "TRANSFORMER_EPOCHS", "arm_config", "plot_task", "run_lra", "table_markdown"]
 
 TASKS = ("listops", "lra-text", "pathfinder", "lra-image")
 TASK_TITLES = {"listops": "ListOps", "lra-text": "Text", "pathfinder": "Pathfinder", "lra-image": "Image"}
@@ -47,6 +47,8 @@ SMOKE_OVERRIDES = {
 #: arms would take about 25 hours of one core. ``--epochs`` sets every arm, these included.
 TRANSFORMER_EPOCHS = {"listops": 1, "lra-text": 2, "pathfinder": 2, "lra-image": 6}
 #: Keys ``fit_config`` fills in from the data: not compared when deciding to resume.
+#: the training keys ``hippos lra --KEY=VALUE`` sets in every arm (optimization only: the rest are its own options)
+LRA_TRAIN_KEYS = ("lr", "weight_decay", "warmup_fraction", "warmup_steps", "schedule", "min_lr_ratio", "grad_clip", "batch_size")
 _FILLED = {"model.d_input", "model.n_classes", "model.vocab_size", "model.l_max"}
 
 
@@ -54,7 +56,8 @@ def arm_config(task: str, model: str, out_dir, *, epochs: int | None = None, smo
                data_dir: str | None = None, device: str = "cpu", num_threads: int | None = None, max_steps: int | None = None,
                overrides=()):
     """The ``TrainConfig`` of one arm: the task's defaults, the model's overrides, then ``overrides``
-    (``[("data.n_train", "20000"), ...]``, applied to every task that has the key)."""
+    (``[("data.n_train", "20000"), ("model.b_clip", "2"), ("lr", "0.01"), ...]``: a data key applies
+    to every task that has it, a model key or one of ``LRA_TRAIN_KEYS`` to every arm)."""
     from hippos.experiments.plan import given_options
     from hippos.train import default_config
     from hippos.train.config import apply_overrides
@@ -72,6 +75,9 @@ def arm_config(task: str, model: str, out_dir, *, epochs: int | None = None, smo
         pairs += SMOKE_OVERRIDES["*"] + SMOKE_OVERRIDES[task]
     pairs += given_options(epochs=epochs, data_dir=data_dir, num_threads=num_threads, max_steps=max_steps)
     data_keys = {f"data.{k}" for k in vars(cfg.data)}
+    for k, _ in overrides:
+        if not (k.startswith(("data.", "model.")) or k in LRA_TRAIN_KEYS):
+            raise ValueError(f"hippos lra sets data.*, model.* and {', '.join(LRA_TRAIN_KEYS)} in its arms, not {k!r}")
     pairs += [(k, v) for k, v in overrides if not k.startswith("data.") or k in data_keys]
     cfg = apply_overrides(cfg, pairs)
     cfg.out_dir = str(Path(out_dir) / f"{task}-{model}")
@@ -186,5 +192,8 @@ def table_markdown(summary: dict) -> str:
                  r.get("device", "cpu"), duration(r["train_time_s"]),
                  pct(r["best_val_acc"]), pct(r["test_acc"]), "—" if paper is None else f"{paper:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    given = summary.get("setup", {}).get("overrides") or []
+    if given:  # a variant: the keys it changed in every arm (hippos lra --KEY=VALUE)
+        lines += ["", "Changed from the task defaults in every arm: " + " ".join(f"`--{k}={v}`" for k, v in given) + "."]
     lines += ["", f"This invocation's wall time {duration(summary['wall_time_s'])}.", ""]
     return "\n".join(lines)
