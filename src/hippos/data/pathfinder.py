@@ -640,6 +640,8 @@ class PathfinderDataConfig:
     seed: int = 0  # the set: image i is a function of (seed, i)
     workers: int = 1  # processes generating a missing set (does not change the result)
     cache_dir: str | None = None  # cache root (default $HIPPOS_CACHE, else ~/.cache/hippos)
+    augment: str = "none"  # training images: "dihedral" draws each in a random flip / quarter turn (the label
+    # "markers connected" is the same in all 8); "none" as LRA. Not part of the set (the cache key)
 
 
 def load_pathfinder(cfg: PathfinderDataConfig, log: Callable[[str], None] | None = None,

@@ -12,10 +12,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
-__all__ = ["PixelSequences", "TokenSequences"]
+__all__ = ["AUGMENTS", "PixelSequences", "TokenSequences"]
 
 
 class TokenSequences(torch.utils.data.Dataset):
@@ -69,12 +71,26 @@ class TokenSequences(torch.utils.data.Dataset):
         return x, self.y[idx], lengths
 
 
+#: ``PixelSequences(augment=...)``: none, or each image drawn in a random one of its 8 symmetries
+#: (flips and quarter turns: the dihedral group of the square)
+AUGMENTS = ("none", "dihedral")
+
+
 class PixelSequences(torch.utils.data.Dataset):
     """``images: u8(n S S)`` and ``y: int(n)`` -> ``ds[indices] = (x: f32(B S·S 1), y: long(B))``,
     pixels row-major, scaled to ``[-1, 1]``. Kept in memory as bytes (160,000 32×32 images:
-    164 MB)."""
+    164 MB).
 
-    def __init__(self, images, y):
+    ``augment="dihedral"``: every read draws, per image, one of the square's 8 symmetries
+    (transpose, then flip rows, then flip columns, each with probability 1/2; torch's global RNG,
+    which a checkpoint restores) and applies it before flattening: for a label that the
+    symmetries keep (Pathfinder's "the markers are connected"), 8 images for each one stored.
+    """
+
+    def __init__(self, images, y, augment: str = "none"):
+        if augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}, got {augment!r}")
+        self.augment = augment
         images, y = np.asarray(images), np.asarray(y)
         if images.ndim != 3 or images.dtype != np.uint8:
             raise ValueError(f"images must be uint8 (n, S, S), got {images.dtype} {images.shape}")
@@ -87,5 +103,22 @@ class PixelSequences(torch.utils.data.Dataset):
         return len(self.y)
 
     def __getitem__(self, index):
-        x = self.pixels[index].to(torch.float32).div_(127.5).sub_(1.0).unsqueeze(-1)  # (B, S·S, 1) in [-1, 1]
+        pixels = self.pixels[index]  # (B, S·S) or (S·S,) uint8
+        if self.augment == "dihedral":
+            pixels = _dihedral(pixels)
+        x = pixels.to(torch.float32).div_(127.5).sub_(1.0).unsqueeze(-1)  # (B, S·S, 1) in [-1, 1]
         return x, self.y[index]
+
+
+def _dihedral(pixels: torch.Tensor) -> torch.Tensor:
+    """``u8(..., S·S)`` row-major square images, each in a random one of its 8 symmetries."""
+    shape = pixels.shape
+    S = math.isqrt(shape[-1])
+    if S * S != shape[-1]:
+        raise ValueError(f"dihedral augmentation needs square images, got {shape[-1]} pixels")
+    img = pixels.reshape(-1, S, S)  # (B, S, S)
+    t, fr, fc = (torch.rand(3, img.shape[0]) < 0.5).unbind(0)  # (B,) each: transpose, flip rows, flip columns
+    img = torch.where(t[:, None, None], img.transpose(1, 2), img)
+    img = torch.where(fr[:, None, None], img.flip(1), img)
+    img = torch.where(fc[:, None, None], img.flip(2), img)
+    return img.reshape(shape)

@@ -124,12 +124,19 @@ class PathfinderTask(_LraTask):
         return _s4_config("pathfinder", PathfinderDataConfig(n_train=40_000, n_val=5_000, n_test=5_000), d_model=64,
                           n_layers=4, d_state=64, prenorm=True, lr=0.004, batch_size=64, epochs=10, dt_lr_global=False)
 
+    def check(self, cfg: TrainConfig) -> None:
+        from hippos.data.tokens import AUGMENTS
+
+        super().check(cfg)
+        require(cfg, cfg.data.augment in AUGMENTS, "data.augment", f"one of {', '.join(map(repr, AUGMENTS))}")
+
     def load_data(self, cfg: TrainConfig) -> TaskData:
         from hippos.data.pathfinder import load_pathfinder
         from hippos.data.tokens import PixelSequences
 
         sets = load_pathfinder(cfg.data, log=print)
-        ds = {k: PixelSequences(x, y) for k, (x, y) in sets.items()}
+        # augment (data.augment) the training images only: validation and test stay as generated
+        ds = {k: PixelSequences(x, y, augment=cfg.data.augment if k == "train" else "none") for k, (x, y) in sets.items()}
         return TaskData(ds["train"], ds["val"], ds["test"],
                         extra={"n_classes": 2, "l_max": cfg.data.resolution**2})
 
