@@ -14,7 +14,7 @@ import os
 import sys
 import warnings
 
-from hippos.cli import bench, hippo, lm, lra, speech
+from hippos.cli import bench, compare, hippo, lm, lra, speech
 from hippos.cli import train as train_commands
 from hippos.cli.options import Parser, UsageError
 
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="hippos", description="Structured state space models: HiPPO, S4, S4D, H3.")
     parser.add_argument("--version", action="version", version=f"hippos {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for module in (hippo, train_commands, lm, speech, lra, bench):  # help order
+    for module in (hippo, train_commands, lm, speech, lra, compare, bench):  # help order
         module.add_parser(sub)
     return parser
 
