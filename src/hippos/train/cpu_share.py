@@ -3,7 +3,7 @@
 torch's CPU ops run on an OpenMP pool of ``torch.get_num_threads()`` threads (default: one per
 core) whose threads wait for each other at every op. When other jobs already keep cores busy,
 those waits stretch to whole scheduler slices: two ``hippos train pathfinder`` runs at once on a
-2-core machine, each with torch's default 2 threads, took 10-16 s a step; with
+2-core machine, each with torch's default 2 threads, took 10-18 s a step; with
 ``--num_threads=1`` each, 0.9 s (docs/training.md, "Threads"). Nothing is changed for the user;
 the trainer prints the note so the cause of a slow run is on its first lines.
 """
