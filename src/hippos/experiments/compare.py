@@ -63,6 +63,19 @@ def loss_departure(rows: list[dict], window: int = 8, drop: float = 0.005) -> fl
     return None
 
 
+def _complete(raw: dict) -> dict:
+    """The saved config with what an older version did not write filled in (upgraded, keys added
+    since at their defaults, which keep the old behaviour), so a new key does not count as a
+    difference; the dict as saved where it cannot be read that way (a task not importable here)."""
+    from hippos.train.config import config_to_dict
+    from hippos.train.registry import config_from_dict
+
+    try:
+        return config_to_dict(config_from_dict(raw))
+    except Exception:  # noqa: BLE001 - a run of a task this install lacks: compare what was saved
+        return raw
+
+
 def summarize_run(run_dir) -> dict:
     """One row: task, epochs done / planned, steps, params (from results.json when written), best
     validation accuracy and its epoch, test accuracy (best-validation weights where recorded), the
@@ -73,7 +86,7 @@ def summarize_run(run_dir) -> dict:
     for name in ("config.json", "metrics.csv"):
         if not (run / name).is_file():
             raise FileNotFoundError(f"{str(run)!r} is not a training run ({name} missing)")
-    config = json.loads((run / "config.json").read_text())
+    config = _complete(json.loads((run / "config.json").read_text()))
     rows = read_metrics(run / "metrics.csv")
     results = json.loads((run / "results.json").read_text()) if (run / "results.json").is_file() else {}
     val = [r for r in rows if r["split"] == "val" and r.get("acc") is not None]
