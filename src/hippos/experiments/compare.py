@@ -72,7 +72,7 @@ def _complete(raw: dict) -> dict:
 
     try:
         return config_to_dict(config_from_dict(raw))
-    except Exception:  # noqa: BLE001 - a run of a task this install lacks: compare what was saved
+    except (ValueError, TypeError, KeyError, ImportError, OSError):  # a task this install lacks: compare what was saved
         return raw
 
 
@@ -102,7 +102,7 @@ def summarize_run(run_dir) -> dict:
     epoch = max((r["epoch"] for r in rows if r.get("epoch") is not None), default=0.0)
     elapsed = max((r["elapsed_s"] for r in rows if r.get("elapsed_s") is not None), default=None)
     return {
-        "run_dir": str(run), "task": config.get("task"), "config": config, "rows": rows,
+        "run_dir": str(run), "task": config.get("task"), "config": config,
         "epochs": float(results.get("epoch", epoch)), "planned_epochs": config.get("epochs"), "steps": int(step),
         "complete": bool(results.get("complete")), "params": results.get("n_params"),
         "best_val_acc": None if best is None else 100 * best["acc"], "best_val_epoch": None if best is None else best["epoch"],

@@ -46,9 +46,9 @@ SMOKE_OVERRIDES = {
 #: ``scripts/lra_step_cost.py`` measures it and prints these numbers); at S4's epochs its four
 #: arms would take about 25 hours of one core. ``--epochs`` sets every arm, these included.
 TRANSFORMER_EPOCHS = {"listops": 1, "lra-text": 2, "pathfinder": 2, "lra-image": 6}
-#: Keys ``fit_config`` fills in from the data: not compared when deciding to resume.
 #: the training keys ``hippos lra --KEY=VALUE`` sets in every arm (optimization only: the rest are its own options)
 LRA_TRAIN_KEYS = ("lr", "weight_decay", "warmup_fraction", "warmup_steps", "schedule", "min_lr_ratio", "grad_clip", "batch_size")
+#: Keys ``fit_config`` fills in from the data: not compared when deciding to resume.
 _FILLED = {"model.d_input", "model.n_classes", "model.vocab_size", "model.l_max"}
 
 

@@ -453,7 +453,8 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
         f"{'at step ' + str(state['step']) + ', ' if resume else ''}device {device}"
         f"{f' ({torch.get_num_threads()} threads)' if device.type == 'cpu' else ''}, run in {run.path}"
     )
-    if device.type == "cpu" and d.main and (hint := machine_hint(torch.get_num_threads())):
+    hint = machine_hint(torch.get_num_threads()) if device.type == "cpu" and d.main else None
+    if hint:
         say(hint)
 
     saved_at = state["step"] if resume else None  # the step of the last checkpoint on disk
