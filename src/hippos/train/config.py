@@ -67,6 +67,7 @@ class TrainConfig:
     data_dir: str | None = None  # data root (MNIST in <data_dir>/mnist); default $HIPPOS_DATA
     out_dir: str | None = None  # default runs/<task>-<date>-<time>
     seed: int = 0  # model init, dropout and data order
+    init_path: str | None = None  # start from these weights (a .safetensors file, or a run directory: its best weights)
     epochs: int = 10
     batch_size: int = 50
     lr: float = 1e-3  # peak learning rate of AdamW

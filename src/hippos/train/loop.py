@@ -61,7 +61,7 @@ from hippos.train.optim import build_optimizer, lr_factor, set_lr
 from hippos.train.plots import plot_curves
 from hippos.train.precision import autocast, grad_scaler
 from hippos.train.registry import get_task, import_task_module
-from hippos.train.rundir import RunDir
+from hippos.train.rundir import RunDir, init_weights_file
 from hippos.train.task import EpochBatches, Task, epoch_order
 
 __all__ = ["METRICS_FIELDS", "EpochBatches", "default_out_dir", "epoch_order", "evaluate", "resolve_device",
@@ -379,12 +379,17 @@ def _train(cfg: TrainConfig, task: Task, model, device, resume: bool, force: boo
         raise FileNotFoundError(f"{str(run.path)!r} holds no checkpoint to resume from")
     if not resume:
         run.check_fresh(force)  # read-only: fail before loading anything
+    # the weights a fresh run starts from (a resumed run's come from its checkpoint), found before the data loads
+    init_file = init_weights_file(cfg.init_path) if cfg.init_path and not resume else None
 
     # 1. data, model, optimizer, schedule (seeded: the model's init is a function of cfg.seed)
     seed_everything(cfg.seed)
     data = task.load_data(cfg)
     cfg = task.fit_config(cfg, data)
     model = (task.build_model(cfg) if model is None else model).to(device)
+    if init_file is not None:
+        ckpt_io.load_weights(model, init_file, device)
+        say(f"initialized from {init_file}")
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
     carry = task.state_carry(cfg)  # None, or the state carried between windows (hippos.train.carry)
     if carry is not None and cfg.accumulate > 1:

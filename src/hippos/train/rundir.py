@@ -33,7 +33,7 @@ from pathlib import Path
 
 from hippos.train import checkpoint as ckpt_io
 
-__all__ = ["RunDir", "RunInUseError"]
+__all__ = ["RunDir", "RunInUseError", "init_weights_file"]
 
 
 class RunInUseError(ValueError):
@@ -250,3 +250,15 @@ def _try_lock(fd: int, path: Path) -> str | None:
     except BlockingIOError:
         return _holder(path)
     return None
+
+
+def init_weights_file(path: str | os.PathLike) -> Path:
+    """The weights ``TrainConfig.init_path`` names: a ``.safetensors`` file, or a run directory's
+    best weights (``best.safetensors``, the checkpoint of the best validation score)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        return RunDir.open(p).weights("best")
+    if not p.is_file():
+        raise FileNotFoundError(f"init_path: no weights file or run directory {str(p)!r}")
+    return p
+
