@@ -1,0 +1,36 @@
+"""scripts/pathfinder_examples.py (the figure of docs/lra.md): the images it shows are the
+set's first images of each label, the same ones the generator gives the training split."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from hippos.data.pathfinder import generate_pathfinder, preset
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "pathfinder_examples.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("pathfinder_examples", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_first_of_each_label_are_the_sets_images():
+    params = preset(32, 6)
+    x, y, idx = _load().first_of_each_label(3, params, 2)
+    assert list(y) == [1, 1, 0, 0]
+    full_x, full_y = generate_pathfinder(int(idx.max()) + 1, 3, params)
+    assert np.array_equal(full_x[idx], x) and np.array_equal(full_y[idx], y)
+    for label in (1, 0):  # the first of their label: nothing of that label before them
+        mine = idx[y == label]
+        assert list(np.flatnonzero(full_y == label)[:2]) == list(mine)
+
+
+def test_script_writes_the_figure(tmp_path, capsys):
+    out = tmp_path / "pf.png"
+    _load().main(["--contour-length", "6", "--per-label", "2", "--out", str(out)])
+    assert out.stat().st_size > 1000 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "wrote" in capsys.readouterr().out
