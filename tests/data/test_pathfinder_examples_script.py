@@ -34,3 +34,33 @@ def test_script_writes_the_figure(tmp_path, capsys):
     _load().main(["--contour-length", "6", "--per-label", "2", "--out", str(out)])
     assert out.stat().st_size > 1000 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "wrote" in capsys.readouterr().out
+
+
+SHORTCUTS = SCRIPT.parent / "pathfinder_shortcuts.py"
+
+
+def _load_shortcuts():
+    spec = importlib.util.spec_from_file_location("pathfinder_shortcuts", SHORTCUTS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_marker_distances_are_those_of_the_sets_images():
+    m = _load_shortcuts()
+    params = preset(32, 6)
+    dist, labels, marked = m.marker_distances(12, 5, params)
+    x, y = generate_pathfinder(12, 5, params)
+    assert np.array_equal(labels, y)  # the same draws as the set: its labels, so its images
+    for img, d, ((y0, x0), (y1, x1)) in zip(x, dist, marked):
+        assert img[y0, x0] >= 200 and img[y1, x1] >= 200  # a marker's centre is among the brightest pixels
+        assert d == np.hypot(y0 - y1, x0 - x1) > 0
+
+
+def test_best_threshold_finds_the_separating_rule():
+    m = _load_shortcuts()
+    dist = np.array([1.0, 2.0, 3.0, 10.0, 11.0, 12.0])
+    assert m.best_threshold(dist, np.array([0, 0, 0, 1, 1, 1])) == (10.0, True, 1.0)
+    assert m.best_threshold(dist, np.array([1, 1, 1, 0, 0, 0])) == (10.0, False, 1.0)
+    _, _, acc = m.best_threshold(dist, np.array([1, 0, 1, 0, 1, 0]))
+    assert acc < 1.0
