@@ -1,5 +1,5 @@
-"""scripts/pathfinder_examples.py (the figure of docs/lra.md): the images it shows are the
-set's first images of each label, the same ones the generator gives the training split."""
+"""scripts/pathfinder_examples.py (the figure of docs/lra.md) and scripts/pathfinder_shortcuts.py:
+the images and markers they read are the set's own (the generator's draws for the training split)."""
 
 import importlib.util
 from pathlib import Path
@@ -8,11 +8,11 @@ import numpy as np
 
 from hippos.data.pathfinder import generate_pathfinder, preset
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "pathfinder_examples.py"
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("pathfinder_examples", SCRIPT)
+def _load(name: str = "pathfinder_examples"):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -36,18 +36,8 @@ def test_script_writes_the_figure(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
-SHORTCUTS = SCRIPT.parent / "pathfinder_shortcuts.py"
-
-
-def _load_shortcuts():
-    spec = importlib.util.spec_from_file_location("pathfinder_shortcuts", SHORTCUTS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_marker_distances_are_those_of_the_sets_images():
-    m = _load_shortcuts()
+    m = _load("pathfinder_shortcuts")
     params = preset(32, 6)
     dist, labels, marked = m.marker_distances(12, 5, params)
     x, y = generate_pathfinder(12, 5, params)
@@ -58,7 +48,7 @@ def test_marker_distances_are_those_of_the_sets_images():
 
 
 def test_best_threshold_finds_the_separating_rule():
-    m = _load_shortcuts()
+    m = _load("pathfinder_shortcuts")
     dist = np.array([1.0, 2.0, 3.0, 10.0, 11.0, 12.0])
     assert m.best_threshold(dist, np.array([0, 0, 0, 1, 1, 1])) == (10.0, True, 1.0)
     assert m.best_threshold(dist, np.array([1, 1, 1, 0, 0, 0])) == (10.0, False, 1.0)
