@@ -22,14 +22,16 @@ def first_of_each_label(seed: int, params, per_label: int) -> tuple[np.ndarray, 
     """Images, labels and indices of the first ``per_label`` images of label 1, then of label 0."""
     from hippos.data.pathfinder import generate_pathfinder
 
-    n = max(4 * per_label, 16)
-    while True:
-        x, y = generate_pathfinder(n, seed, params)
+    xs, ys, chunk = [], [], max(4 * per_label, 16)
+    while True:  # more images until both labels have per_label (each image made once)
+        x, y = generate_pathfinder(chunk, seed, params, start=sum(len(c) for c in ys))
+        xs.append(x)
+        ys.append(y)
+        y = np.concatenate(ys)
         picked = [np.flatnonzero(y == label)[:per_label] for label in (1, 0)]
         if all(len(p) == per_label for p in picked):
             idx = np.concatenate(picked)
-            return x[idx], y[idx], idx
-        n *= 2
+            return np.concatenate(xs)[idx], y[idx], idx
 
 
 def main(argv=None) -> None:

@@ -18,13 +18,11 @@ import numpy as np
 def marker_distances(n: int, seed: int, params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(f64(n), u8(n), i64(n 2 2))``: distance in pixels between the two markers of images
     0..n-1, their labels, the markers' (y, x)."""
-    from hippos.data.pathfinder import _image_rng, generate_image
+    from hippos.data.pathfinder import set_image
 
     dist, labels, marked = np.empty(n), np.empty(n, dtype=np.uint8), np.empty((n, 2, 2), dtype=np.int64)
     for i in range(n):
-        rng = _image_rng(seed, i)  # the generator's own draw order: label, then the image
-        labels[i] = int(rng.integers(2))
-        _, info = generate_image(rng, params, int(labels[i]))
+        _, labels[i], info = set_image(seed, i, params)
         marked[i] = info["marked"]
         (y0, x0), (y1, x1) = marked[i]
         dist[i] = np.hypot(y0 - y1, x0 - x1)

@@ -21,6 +21,7 @@ from hippos.data.pathfinder import (
     generate_pathfinder,
     load_pathfinder,
     preset,
+    set_image,
     total_num_paddles,
 )
 
@@ -175,6 +176,9 @@ def test_debug_info_describes_the_set_images():
         img, info = generate_image(rng, P32, label)
         assert label == y[i] == info["label"]
         np.testing.assert_array_equal(img, x[i])
+        img2, label2, info2 = set_image(7, i, P32)  # the public form of the same draws
+        assert label2 == label and info2["marked"] == info["marked"]
+        np.testing.assert_array_equal(img2, x[i])
 
 
 def test_markers_sit_on_the_snake_ends(debug_images):

@@ -80,6 +80,7 @@ __all__ = [
     "generate_pathfinder",
     "load_pathfinder",
     "preset",
+    "set_image",
     "total_num_paddles",
 ]
 
@@ -575,14 +576,21 @@ def _image_rng(seed: int, i: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, i])))
 
 
+def set_image(seed: int, i: int, params: PathfinderParams) -> tuple[np.ndarray, int, dict]:
+    """Image ``i`` of the set ``seed``: ``(u8(S S), label, info)`` (``info`` as :func:`generate_image`
+    gives it); what :func:`generate_pathfinder` puts at index ``i``."""
+    rng = _image_rng(seed, i)
+    label = int(rng.integers(2))
+    img, info = generate_image(rng, params, label)
+    return img, label, info
+
+
 def _generate_range(seed: int, params: PathfinderParams, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
     S = params.window_size
     x = np.empty((stop - start, S, S), dtype=np.uint8)
     y = np.empty(stop - start, dtype=np.uint8)
     for j, i in enumerate(range(start, stop)):
-        rng = _image_rng(seed, i)
-        y[j] = int(rng.integers(2))
-        x[j] = generate_image(rng, params, int(y[j]))[0]
+        x[j], y[j], _ = set_image(seed, i, params)
     return x, y
 
 
