@@ -6,6 +6,8 @@ import dataclasses
 import itertools
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -157,6 +159,19 @@ def test_workers_give_the_same_set(set200):
     x, y = generate_pathfinder(6, seed=0, workers=2)  # processes started with spawn
     np.testing.assert_array_equal(x, set200[0][:6])
     np.testing.assert_array_equal(y, set200[1][:6])
+
+
+def test_unguarded_script_with_workers_gets_a_clear_error(tmp_path):
+    # spawn imports the calling script again in each worker: without the main guard the workers
+    # die trying to start processes of their own, and the error says what to do
+    script = tmp_path / "unguarded.py"
+    script.write_text("from hippos.data.pathfinder import generate_pathfinder\n"
+                      "generate_pathfinder(2, workers=2)\n")
+    out = subprocess.run([sys.executable, str(script)], check=False, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("RuntimeError: a Pathfinder worker process died (workers=2)")
+    assert 'if __name__ == "__main__":' in last
 
 
 def test_images_are_cluttered(set200):

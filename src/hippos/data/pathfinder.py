@@ -64,6 +64,7 @@ import multiprocessing
 import numbers
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
@@ -624,12 +625,21 @@ def generate_pathfinder(n: int, seed: int = 0, params: PathfinderParams | None =
                     bar.update(b - a)
         else:
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=int(workers), mp_context=ctx) as pool:
-                futures = [pool.submit(_generate_range, seed, params, a, b) for a, b in bounds]
-                for (a, b), fut in zip(bounds, futures):
-                    parts.append(fut.result())
-                    if bar is not None:
-                        bar.update(b - a)
+            try:
+                with ProcessPoolExecutor(max_workers=int(workers), mp_context=ctx) as pool:
+                    futures = [pool.submit(_generate_range, seed, params, a, b) for a, b in bounds]
+                    for (a, b), fut in zip(bounds, futures):
+                        parts.append(fut.result())
+                        if bar is not None:
+                            bar.update(b - a)
+            except BrokenProcessPool as e:
+                # the usual cause: a script without the main guard; each spawned worker re-runs it
+                # and fails when it tries to start processes of its own
+                raise RuntimeError(
+                    f"a Pathfinder worker process died (workers={workers}). Workers start with 'spawn', "
+                    "which imports the calling script again: a script that generates with workers > 1 "
+                    "must do it under `if __name__ == \"__main__\":`. Otherwise the worker ran out of "
+                    "memory or was killed; workers=1 generates in this process.") from e
     finally:
         if bar is not None:
             bar.close()
