@@ -49,3 +49,25 @@ def test_plot_curves_still_draws_one_run(tmp_path):
     out = tmp_path / "curves.png"
     assert plot_curves(_metrics(tmp_path / "m.csv", [0.5, 0.6], test=0.7), out, "run")
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("losses", [(0.7212, 0.6951, 0.6935, 0.6931), (2.3, 0.9, 0.2, 0.04)])
+def test_loss_axis_labels_fit_in_the_figure(losses):
+    # a loss within a decade (Pathfinder at ln 2) gets labelled minor ticks; in scientific notation
+    # (6.95 × 10⁻¹) they were wider than the left margin and cut off
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from hippos.train.plots import _curves_figure
+
+    rows = [{"step": 10.0 * k, "epoch": k / 2, "split": "train", "loss": v, "acc": 0.5} for k, v in enumerate(losses, 1)]
+    fig = _curves_figure(rows, "t", "cross-entropy")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    ax_loss = fig.axes[0]
+    labels = [t for minor in (False, True) for t in ax_loss.get_yticklabels(minor=minor)
+              if t.get_visible() and t.get_text() and ax_loss.get_ylim()[0] <= t.get_position()[1] <= ax_loss.get_ylim()[1]]
+    assert labels, "the loss axis has no labels"
+    for t in labels:
+        assert t.get_window_extent(renderer).x0 >= 0, f"label {t.get_text()!r} is cut off"
+        assert "10^" not in t.get_text() and "times" not in t.get_text()

@@ -36,10 +36,16 @@ def plot_curves(metrics_csv: str | os.PathLike, out_png: str | os.PathLike, titl
     """Two panels (loss, accuracy) of train and val rows against the step; PNG written atomically.
     Rows without an accuracy (regression) leave the accuracy panel empty."""
     try:
-        from matplotlib.figure import Figure
+        fig = _curves_figure(read_metrics(metrics_csv), title, loss_name)
     except ImportError:
         return False
-    rows = read_metrics(metrics_csv)
+    return _save(fig, out_png)
+
+
+def _curves_figure(rows: list[dict], title: str, loss_name: str):
+    """The ``plot_curves`` figure of ``metrics.csv`` rows (``read_metrics``)."""
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(10, 4.2))
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.8 if title else 0.86, wspace=0.22)
     ax_loss, ax_acc = fig.subplots(1, 2)
@@ -61,7 +67,7 @@ def plot_curves(metrics_csv: str | os.PathLike, out_png: str | os.PathLike, titl
     ax_loss.set(xlabel="step", ylabel=loss_name)
     ax_acc.set(xlabel="step", ylabel="accuracy (%)")
     if any(r["split"] == "train" and (r.get("loss") or 0) > 0 for r in rows):
-        ax_loss.set_yscale("log")
+        _log_axis_plain(ax_loss)
     # the epoch boundaries along the top
     epochs = sorted({(r["step"], r["epoch"]) for r in rows if r["split"] == "val" and r.get("epoch") is not None
                      and float(r["epoch"]).is_integer()})
@@ -77,7 +83,18 @@ def plot_curves(metrics_csv: str | os.PathLike, out_png: str | os.PathLike, titl
             top.set_xlabel("epoch")
     if title:
         fig.suptitle(title)
-    return _save(fig, out_png)
+    return fig
+
+
+def _log_axis_plain(ax) -> None:
+    """A log y axis labelled in plain numbers (0.69, 0.7) instead of 6.9 × 10⁻¹: on a loss that
+    spans less than a decade matplotlib labels the minor ticks, and its scientific labels were
+    wider than the figure's left margin (cut off). Which ticks get a label is matplotlib's choice."""
+    from matplotlib.ticker import LogFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(LogFormatter())
+    ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
 
 
 def _save(fig, out_png) -> bool:
