@@ -39,11 +39,12 @@ def _env(cache, data_dir, monkeypatch):
 
 @pytest.mark.parametrize("task", list(TINY_DATA))
 @pytest.mark.parametrize("model", ["s4", "transformer"])
-def test_task_trains_two_steps_from_the_cli(task, model, tmp_path):
+def test_task_trains_two_steps_from_the_cli(task, model, tmp_path, capsys):
     extra = ["--model.mixer=attention", "--model.mlp_expand=2", "--model.norm=layer", "--model.dt_lr=none"] \
         if model == "transformer" else []
     out = tmp_path / "run"
     assert main(["train", task, *TINY, *TINY_DATA[task], *extra, f"--out_dir={out}"]) == 0
+    assert "a constant answer (the commonest label) scores " in capsys.readouterr().out  # the floor to beat
     state = json.loads((out / "checkpoint" / "trainer_state.json").read_text())
     assert state["step"] == 2
     cfg = json.loads((out / "config.json").read_text())

@@ -57,6 +57,7 @@ from hippos.train.distributed import (
 )
 from hippos.train.heap import HeapTrimmer
 from hippos.train.metrics import METRICS_FIELDS, MetricsLog
+from hippos.train.objectives import constant_answer_acc
 from hippos.train.optim import build_optimizer, lr_factor, set_lr
 from hippos.train.plots import plot_curves
 from hippos.train.precision import autocast, grad_scaler
@@ -458,6 +459,11 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
         f"{'at step ' + str(state['step']) + ', ' if resume else ''}device {device}"
         f"{f' ({torch.get_num_threads()} threads)' if device.type == 'cpu' else ''}, run in {run.path}"
     )
+    if objective.kind == "classification" and d.main:
+        floors = {name: constant_answer_acc(ds) for name, ds in (("val", data.val), ("test", data.test))}
+        if all(v is not None for v in floors.values()):
+            say(f"a constant answer (the commonest label) scores {100 * floors['val']:.2f}% on val, "
+                f"{100 * floors['test']:.2f}% on test")
     hint = machine_hint(torch.get_num_threads()) if device.type == "cpu" and d.main else None
     if hint:
         say(hint)

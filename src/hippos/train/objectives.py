@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ["BITS_PER_CHAR", "CLASSIFICATION", "LAST_TOKEN", "REGRESSION", "BatchResult", "Objective"]
+__all__ = ["BITS_PER_CHAR", "CLASSIFICATION", "LAST_TOKEN", "REGRESSION", "BatchResult", "Objective", "constant_answer_acc"]
 
 
 class BatchResult(NamedTuple):
@@ -105,3 +105,22 @@ CLASSIFICATION = Objective("classification", "acc")
 LAST_TOKEN = Objective("last_token", "acc")
 BITS_PER_CHAR = Objective("per_token", "bpc")
 REGRESSION = Objective("regression", "loss")
+
+
+def constant_answer_acc(ds) -> float | None:
+    """The accuracy of always answering a classification dataset's commonest label: the floor a
+    trained model must beat (50% on a balanced binary task; 17% on ListOps). Read from the
+    dataset's labels, ``ds.y`` or ``ds.labels`` (one integer per example); None for a dataset
+    that keeps them otherwise or is empty."""
+    for name in ("y", "labels"):
+        y = getattr(ds, name, None)
+        if y is None:
+            continue
+        y = torch.as_tensor(y)
+        if y.ndim != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or len(y) == 0:
+            return None
+        if len(y) != len(ds):
+            return None
+        _, counts = torch.unique(y, return_counts=True)
+        return counts.max().item() / len(y)
+    return None
