@@ -3,6 +3,8 @@ from a dataset's labels and printed when a classification run starts."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -53,3 +55,8 @@ def test_the_run_prints_the_floor_of_its_own_splits(tmp_path, monkeypatch, capsy
     floor = {k: np.bincount(y).max() / len(y) for k, (_, y) in sets.items()}  # counted here, independently
     assert (f"a constant answer (the commonest label) scores {100 * floor['val']:.2f}% on val, "
             f"{100 * floor['test']:.2f}% on test") in capsys.readouterr().out
+    for split in ("val", "test"):  # and hippos eval, beside the run's accuracy
+        assert main(["eval", str(tmp_path / "run"), "--split", split]) == 0
+        lines = capsys.readouterr().out.strip().splitlines()
+        assert f"a constant answer (the commonest label) scores {100 * floor[split]:.2f}% on {split}" in lines
+        assert json.loads(lines[-1])["constant_answer_acc"] == pytest.approx(floor[split])

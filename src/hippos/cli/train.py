@@ -220,6 +220,7 @@ def run_eval(args: argparse.Namespace) -> int:
     """Rebuild the model of a run from its config.json, load its weights, print metrics."""
     from hippos.train.config import parse_override_args
     from hippos.train.loop import evaluate, resolve_device, threads
+    from hippos.train.objectives import constant_answer_acc
 
     model, cfg, task, data, run, weights, meta = load_run(
         args.run_dir, args.weights, args.device, args.data_dir, args.batch_size, args.task_module,
@@ -242,6 +243,9 @@ def run_eval(args: argparse.Namespace) -> int:
         result.update(at)
     if extra:
         result["extra"] = extra
+    floor = constant_answer_acc(ds) if task.objective.kind == "classification" else None
+    if floor is not None:
+        result["constant_answer_acc"] = floor
     what = "windows" if task.objective.metric in ("bpc", "loss") else "examples"
     where = ""
     if at is not None:
@@ -249,6 +253,8 @@ def run_eval(args: argparse.Namespace) -> int:
         where = f" at rate {rate:g} ({at['sample_rate']:g} Hz from {at['trained_sample_rate']} Hz, {at['resample']}{dt})"
     print(f"{cfg.task} {args.split}{where} ({args.weights} weights, step {result['step']}): "
           f"{task.objective.describe(m)}  (n={m['n']} {what})")
+    if floor is not None:
+        print(f"a constant answer (the commonest label) scores {100 * floor:.2f}% on {args.split}")
     for line in task.describe_extra(extra):
         print(line)
     print(json.dumps(result))
