@@ -220,7 +220,7 @@ def run_eval(args: argparse.Namespace) -> int:
     """Rebuild the model of a run from its config.json, load its weights, print metrics."""
     from hippos.train.config import parse_override_args
     from hippos.train.loop import evaluate, resolve_device, threads
-    from hippos.train.objectives import constant_answer_acc
+    from hippos.train.objectives import constant_answer_acc, constant_answer_line
 
     model, cfg, task, data, run, weights, meta = load_run(
         args.run_dir, args.weights, args.device, args.data_dir, args.batch_size, args.task_module,
@@ -254,7 +254,7 @@ def run_eval(args: argparse.Namespace) -> int:
     print(f"{cfg.task} {args.split}{where} ({args.weights} weights, step {result['step']}): "
           f"{task.objective.describe(m)}  (n={m['n']} {what})")
     if floor is not None:
-        print(f"a constant answer (the commonest label) scores {100 * floor:.2f}% on {args.split}")
+        print(constant_answer_line({args.split: floor}))
     for line in task.describe_extra(extra):
         print(line)
     print(json.dumps(result))

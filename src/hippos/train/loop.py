@@ -57,7 +57,7 @@ from hippos.train.distributed import (
 )
 from hippos.train.heap import HeapTrimmer
 from hippos.train.metrics import METRICS_FIELDS, MetricsLog
-from hippos.train.objectives import constant_answer_acc
+from hippos.train.objectives import constant_answer_acc, constant_answer_line
 from hippos.train.optim import build_optimizer, lr_factor, set_lr
 from hippos.train.plots import plot_curves
 from hippos.train.precision import autocast, grad_scaler
@@ -462,8 +462,7 @@ def _epochs_then_test(cfg, task, data, model, optimizer, state, run, device, ste
     if objective.kind == "classification" and d.main:
         floors = {name: constant_answer_acc(ds) for name, ds in (("val", data.val), ("test", data.test))}
         if all(v is not None for v in floors.values()):
-            say(f"a constant answer (the commonest label) scores {100 * floors['val']:.2f}% on val, "
-                f"{100 * floors['test']:.2f}% on test")
+            say(constant_answer_line(floors))
     hint = machine_hint(torch.get_num_threads()) if device.type == "cpu" and d.main else None
     if hint:
         say(hint)

@@ -27,7 +27,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ["BITS_PER_CHAR", "CLASSIFICATION", "LAST_TOKEN", "REGRESSION", "BatchResult", "Objective", "constant_answer_acc"]
+__all__ = ["BITS_PER_CHAR", "CLASSIFICATION", "LAST_TOKEN", "REGRESSION", "BatchResult", "Objective", "constant_answer_acc",
+           "constant_answer_line"]
 
 
 class BatchResult(NamedTuple):
@@ -117,10 +118,15 @@ def constant_answer_acc(ds) -> float | None:
         if y is None:
             continue
         y = torch.as_tensor(y)
-        if y.ndim != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or len(y) == 0:
-            return None
-        if len(y) != len(ds):
+        if y.ndim != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or not 0 < len(y) == len(ds):
             return None
         _, counts = torch.unique(y, return_counts=True)
         return counts.max().item() / len(y)
     return None
+
+
+def constant_answer_line(floors: dict[str, float]) -> str:
+    """The log line of :func:`constant_answer_acc` per split: ``{"val": 0.5046, "test": 0.5052}`` ->
+    ``a constant answer (the commonest label) scores 50.46% on val, 50.52% on test``."""
+    return "a constant answer (the commonest label) scores " + ", ".join(
+        f"{100 * acc:.2f}% on {split}" for split, acc in floors.items())
